@@ -1,0 +1,5 @@
+"""``python -m neuronmap`` runs the CLI."""
+
+from neuronmap.cli import main
+
+main()

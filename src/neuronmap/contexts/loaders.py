@@ -1,0 +1,395 @@
+"""Load contexts from a file or a built-in set; every user mistake becomes a one-line ``NeuronmapError``.
+
+The file type comes from the extension:
+
+- ``.jsonl``: one JSON object a line with ``text``, ``target`` (a string, or ``null`` for the model's own
+  top prediction) and optional ``subject``; every other field is kept as a group.
+- ``.csv`` / ``.tsv``: a header row naming the columns, with the same meaning as the JSONL fields; group
+  cells stay strings and an empty ``subject`` cell means no subject. TSV has no quoting.
+- ``.txt``: one context a line, ``text<TAB>target`` or ``text`` alone (the model's top prediction is the
+  target).
+- ``.json``: a list of CounterFact records, known_1000 records, or plain ``text``/``target`` objects,
+  recognised from the first record's keys.
+
+Nothing is stripped from a text or a target: the tracer owns leading-space handling. Errors name the file
+and the 1-based line of the offending record, so the user can fix the file without a traceback.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import io
+import json
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from neuronmap.contexts.builtin import KEEP_KNOWN, PREFIX, load_builtin
+from neuronmap.contexts.record import Context
+from neuronmap.errors import NeuronmapError
+
+# Columns the run directory puts next to the group columns in contexts.parquet: a group must not shadow them.
+RESERVED = frozenset(
+    {"context_id", "target_ids", "p_target", "known", "kept", "input_ids", "tokens", "target_tokens", "position",
+     "p_corrupted"}
+)  # fmt: skip
+_FIELDS = frozenset({"text", "target", "subject"})
+_JSON_WS = re.compile(r"[ \t\n\r]*")
+
+Rows = list[tuple[int, Context]]
+
+
+@dataclass
+class ContextSet:
+    """Loaded contexts plus what the tracer needs to know about their origin.
+
+    ``default_keep`` is the ``--keep`` filter used when the user gives none: ``"known"`` (only contexts the
+    model predicts) for built-in fact sets, whose point is facts the model knows; ``"all"`` for user files
+    and ``builtin:wiki``, whose targets the user (or the text) chose.
+    """
+
+    contexts: list[Context]
+    source: str
+    builtin: bool
+    default_keep: str
+
+    def __len__(self) -> int:
+        return len(self.contexts)
+
+    def __iter__(self) -> Iterator[Context]:
+        return iter(self.contexts)
+
+
+def load_contexts(src: str | Path, *, limit: int | None = None, seed: int = 0) -> ContextSet:
+    """Load ``builtin:NAME`` or a context file, keeping the first ``limit`` contexts.
+
+    The whole file is validated even when ``limit`` keeps only a few, so a bad line is never silently skipped.
+    ``seed`` only matters for sampled built-in sets (``builtin:wiki``).
+    """
+    if limit is not None and limit <= 0:
+        raise NeuronmapError(f"limit must be a positive number of contexts, got {limit}")
+    source = str(src)
+    if isinstance(src, str) and src.startswith(PREFIX):
+        spec = src.removeprefix(PREFIX)
+        contexts = load_builtin(spec, limit=limit, seed=seed)
+        keep = "known" if spec.partition(":")[0] in KEEP_KNOWN else "all"
+        return ContextSet(contexts[:limit], source, builtin=True, default_keep=keep)
+    path = Path(src).expanduser()
+    reader = _READERS.get(path.suffix.lower())
+    if reader is None:
+        raise NeuronmapError(
+            f"{path}: unsupported file type '{path.suffix}' (supported: {', '.join(_READERS)}, "
+            f"or {PREFIX}facts, {PREFIX}wiki[:N])"
+        )
+    rows = reader(_read_text(path), path)
+    if not rows:
+        raise NeuronmapError(f"no contexts in {path}")
+    _check_group_types(rows, path)
+    return ContextSet([context for _, context in rows[:limit]], source, builtin=False, default_keep="all")
+
+
+def _error(path: Path, line: int | None, message: str) -> NeuronmapError:
+    return NeuronmapError(f"{path}: line {line}: {message}" if line is not None else f"{path}: {message}")
+
+
+def _read_text(path: Path) -> str:
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise _error(path, None, "no such file") from None
+    except IsADirectoryError:
+        raise _error(path, None, "is a directory, not a context file") from None
+    except OSError as exc:
+        raise _error(path, None, f"cannot read the file ({exc.strerror or exc})") from None
+    data = data.removeprefix(codecs.BOM_UTF8)  # spreadsheet exports start with one
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise _error(path, data.count(b"\n", 0, exc.start) + 1, "not valid UTF-8 text") from None
+
+
+def _lines(text: str) -> Iterator[tuple[int, str]]:
+    # Only "\n" ends a line: str.splitlines also splits at characters such as U+2028 that JSON strings may
+    # hold, which would break records and shift line numbers against what an editor shows.
+    for number, line in enumerate(text.split("\n"), start=1):
+        yield number, line.removesuffix("\r")
+
+
+def _kind(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    return "a list" if isinstance(value, list) else "an object"
+
+
+def _encodable(text: str) -> bool:
+    # JSON escapes can spell a lone surrogate, which no tokenizer, terminal or Parquet file accepts.
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _string(value: Any, label: str, path: Path, line: int) -> str:
+    # Labels are quoted with repr: field names come from the user's file, and a message stays one line.
+    if not isinstance(value, str):
+        raise _error(path, line, f"field {label!r} must be a string, got {_kind(value)}")
+    if not _encodable(value):
+        raise _error(path, line, f"field {label!r} holds an invalid character (a lone surrogate)")
+    return value
+
+
+def _get(obj: dict[str, Any], key: str, kind: type, label: str, path: Path, line: int) -> Any:
+    if key not in obj:
+        raise _error(path, line, f"missing field {label!r}")
+    value = obj[key]
+    if not isinstance(value, kind):
+        raise _error(path, line, f"field {label!r} must be {_kind(kind())}, got {_kind(value)}")
+    return value
+
+
+def _make_context(
+    text: Any, target: Any, subject: Any, groups: dict[str, Any], path: Path, line: int
+) -> Context:
+    """Validate one record's values; the single place every format's rules are enforced."""
+    text = _string(text, "text", path, line)
+    if not text.strip():
+        raise _error(path, line, "empty text")
+    if target is not None:
+        target = _string(target, "target", path, line)
+        if not target.strip():
+            raise _error(path, line, "empty target")
+    if subject is not None:
+        subject = _string(subject, "subject", path, line)
+        subject = subject if subject.strip() else None
+        if subject is not None and subject not in text:
+            raise _error(path, line, f"subject {subject!r} does not occur in the text")
+    for key, value in groups.items():
+        if not _encodable(key):
+            raise _error(path, line, "a field name holds an invalid character (a lone surrogate)")
+        if key in RESERVED:
+            raise _error(path, line, f"field {key!r} is reserved for the run directory; rename it")
+        if isinstance(value, str):
+            _string(value, key, path, line)
+        elif value is not None and not isinstance(value, int | float):
+            raise _error(
+                path, line, f"field {key!r} must be a string, number, boolean or null, got {_kind(value)}"
+            )
+    return Context(text=text, target=target, subject=subject, groups=dict(groups))
+
+
+def _plain_context(record: dict[str, Any], path: Path, line: int) -> Context:
+    for field in ("text", "target"):
+        if field not in record:
+            raise _error(path, line, f"missing field '{field}'")
+    groups = {key: value for key, value in record.items() if key not in _FIELDS}
+    return _make_context(record["text"], record["target"], record.get("subject"), groups, path, line)
+
+
+def _check_group_types(rows: Rows, path: Path) -> None:
+    """One type per group field (nulls aside): a column of mixed types cannot be written to Parquet later."""
+    seen: dict[str, str] = {}
+    for line, context in rows:
+        for key, value in context.groups.items():
+            if value is None:
+                continue
+            kind = _kind(value)
+            if seen.setdefault(key, kind) != kind:
+                raise _error(path, line, f"field {key!r} is {kind} here but {seen[key]} in earlier records")
+
+
+def _read_jsonl(text: str, path: Path) -> Rows:
+    rows: Rows = []
+    for line, raw in _lines(text):
+        if not raw.strip():
+            continue
+        record = _parse_json(raw, path, line)
+        if not isinstance(record, dict):
+            raise _error(path, line, f"expected a JSON object, got {_kind(record)}")
+        rows.append((line, _plain_context(record, path, line)))
+    return rows
+
+
+def _parse_json(raw: str, path: Path, line: int) -> Any:
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise _error(
+            path, line + exc.lineno - 1, f"malformed JSON ({exc.msg} at column {exc.colno})"
+        ) from None
+    except RecursionError:
+        raise _error(path, line, "malformed JSON (nested too deeply)") from None
+    except ValueError as exc:  # e.g. an integer with more digits than Python converts
+        raise _error(path, line, f"malformed JSON ({exc})") from None
+
+
+def _read_table(text: str, path: Path, delimiter: str) -> Rows:
+    quoting = csv.QUOTE_NONE if delimiter == "\t" else csv.QUOTE_MINIMAL
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, quoting=quoting, strict=True)
+    header: list[str] | None = None
+    rows: Rows = []
+    next_line = 1
+    try:
+        for cells in reader:
+            # A quoted cell may span lines: the record starts on the line after the previous record ended.
+            line, next_line = next_line, reader.line_num + 1
+            if not any(cells):
+                continue
+            if header is None:
+                header = _header(cells, path, line)
+                continue
+            if len(cells) != len(header):
+                raise _error(path, line, f"{len(cells)} cells, but the header names {len(header)} columns")
+            rows.append((line, _plain_context(dict(zip(header, cells, strict=True)), path, line)))
+    except csv.Error as exc:
+        raise _error(path, reader.line_num, f"malformed {path.suffix[1:].upper()} ({exc})") from None
+    return rows
+
+
+def _header(cells: list[str], path: Path, line: int) -> list[str]:
+    names = [cell.strip() for cell in cells]
+    for position, name in enumerate(names, start=1):
+        if not name:
+            raise _error(path, line, f"column {position} of the header has no name")
+        if names.index(name) != position - 1:
+            raise _error(path, line, f"column {name!r} appears twice in the header")
+    for required in ("text", "target"):
+        if required not in names:
+            found = ", ".join(map(repr, names))
+            raise _error(path, line, f"the header has no '{required}' column (columns: {found})")
+    return names
+
+
+def _read_txt(text: str, path: Path) -> Rows:
+    rows: Rows = []
+    for line, raw in _lines(text):
+        if not raw.strip():
+            continue
+        parts = raw.split("\t")
+        if len(parts) > 2:
+            raise _error(path, line, f"{len(parts) - 1} tabs; expected 'text<TAB>target' or 'text' alone")
+        target = parts[1] if len(parts) == 2 else None
+        rows.append((line, _make_context(parts[0], target, None, {}, path, line)))
+    return rows
+
+
+def _read_json(text: str, path: Path) -> Rows:
+    items = _json_list(text, path)
+    if not items:
+        return []
+    first_line, first = items[0]
+    if not isinstance(first, dict):
+        raise _error(path, first_line, f"expected a JSON object, got {_kind(first)}")
+    convert = _json_format(first, path, first_line)
+    rows: Rows = []
+    for line, record in items:
+        if not isinstance(record, dict):
+            raise _error(path, line, f"expected a JSON object, got {_kind(record)}")
+        rows.append((line, convert(record, path, line)))
+    return rows
+
+
+def _json_list(text: str, path: Path) -> list[tuple[int, Any]]:
+    """Parse a top-level JSON list, remembering the line each element starts on (json.loads forgets it)."""
+    decoder = json.JSONDecoder()
+    pos = _JSON_WS.match(text).end()
+    if pos == len(text):
+        return []
+    if text[pos] != "[":
+        value = _parse_json(text, path, 1)
+        raise _error(path, 1, f"expected a JSON list of records, got {_kind(value)}")
+    items: list[tuple[int, Any]] = []
+    # The line number at offset `counted`, advanced incrementally: counting from 0 each time is quadratic.
+    line, counted = 1, 0
+    pos = _JSON_WS.match(text, pos + 1).end()
+    closed = text.startswith("]", pos)
+    while not closed:
+        line, counted = line + text.count("\n", counted, pos), pos
+        try:
+            value, end = decoder.raw_decode(text, pos)
+        except json.JSONDecodeError as exc:
+            raise _error(path, exc.lineno, f"malformed JSON ({exc.msg} at column {exc.colno})") from None
+        except RecursionError:
+            raise _error(path, line, "malformed JSON (nested too deeply)") from None
+        except ValueError as exc:
+            raise _error(path, line, f"malformed JSON ({exc})") from None
+        items.append((line, value))
+        pos = _JSON_WS.match(text, end).end()
+        if text.startswith(",", pos):
+            pos = _JSON_WS.match(text, pos + 1).end()
+        elif text.startswith("]", pos):
+            closed = True
+        else:
+            at = 1 + text.count("\n", 0, pos)
+            raise _error(path, at, "malformed JSON (expected ',' or ']' after a list element)")
+    end = _JSON_WS.match(text, pos + 1).end()
+    if end != len(text):
+        raise _error(path, 1 + text.count("\n", 0, end), "malformed JSON (extra data after the list)")
+    return items
+
+
+Converter = Callable[[dict[str, Any], Path, int], Context]
+
+
+def _json_format(record: dict[str, Any], path: Path, line: int) -> Converter:
+    if "requested_rewrite" in record:
+        return _counterfact
+    if "known_id" in record or {"prompt", "attribute"} <= record.keys():
+        return _known_1000
+    if "text" in record:
+        return _plain_context
+    raise _error(
+        path,
+        line,
+        "unrecognised record: expected CounterFact ('requested_rewrite'), known_1000 ('prompt', 'attribute') "
+        "or 'text'/'target' fields",
+    )
+
+
+def _counterfact(record: dict[str, Any], path: Path, line: int) -> Context:
+    """CounterFact (ROME): the prompt has ``{}`` for the subject; the true target is the one to trace."""
+    rewrite = _get(record, "requested_rewrite", dict, "requested_rewrite", path, line)
+    prompt = _get(rewrite, "prompt", str, "requested_rewrite.prompt", path, line)
+    subject = _get(rewrite, "subject", str, "requested_rewrite.subject", path, line)
+    if not subject.strip():
+        raise _error(path, line, "empty field 'requested_rewrite.subject'")
+    if "{}" not in prompt:
+        raise _error(path, line, "field 'requested_rewrite.prompt' has no '{}' where the subject goes")
+    true = _get(rewrite, "target_true", dict, "requested_rewrite.target_true", path, line)
+    target = _get(true, "str", str, "requested_rewrite.target_true.str", path, line)
+    groups = {"case_id": _get(record, "case_id", object, "case_id", path, line)}
+    if "relation_id" in rewrite:
+        groups["relation_id"] = rewrite["relation_id"]
+    if "target_new" in rewrite:  # what an edit would write; the editing wing evaluates against it
+        new = _get(rewrite, "target_new", dict, "requested_rewrite.target_new", path, line)
+        groups["target_new"] = _get(new, "str", str, "requested_rewrite.target_new.str", path, line)
+    return _make_context(prompt.replace("{}", subject, 1), target, subject, groups, path, line)
+
+
+def _known_1000(record: dict[str, Any], path: Path, line: int) -> Context:
+    """known_1000 (ROME): facts GPT-2 XL knew; ``attribute`` is the true object, ``prediction`` is ignored."""
+    prompt = _get(record, "prompt", str, "prompt", path, line)
+    attribute = _get(record, "attribute", str, "attribute", path, line)
+    subject = _get(record, "subject", str, "subject", path, line)
+    groups = {"known_id": _get(record, "known_id", object, "known_id", path, line)}
+    if "relation_id" in record:
+        groups["relation_id"] = record["relation_id"]
+    return _make_context(prompt, attribute, subject, groups, path, line)
+
+
+_READERS: dict[str, Callable[[str, Path], Rows]] = {
+    ".jsonl": _read_jsonl,
+    ".json": _read_json,
+    ".csv": lambda text, path: _read_table(text, path, ","),
+    ".tsv": lambda text, path: _read_table(text, path, "\t"),
+    ".txt": _read_txt,
+}

@@ -1,0 +1,99 @@
+"""Neuron hooks in the style of baukit's ``nethook``: attach inside a ``with`` block, detach on exit.
+
+A hook sits before each chosen layer's MLP output projection, where the neurons are its input. It can edit the
+neurons (replace, scale, add: any function of the tensor) and capture them, for all positions or chosen ones.
+Nothing stays attached after the block, also when the block raises.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import torch
+from torch.utils.hooks import RemovableHandle
+
+from neuronmap.models.adapters import Adapter
+
+EditFn = Callable[[int, torch.Tensor], torch.Tensor]
+Positions = int | torch.Tensor | None
+
+
+class NeuronHook:
+    """Capture and/or edit the MLP neurons of chosen layers for the duration of a ``with`` block.
+
+    ``edit(layer, x)`` receives the neurons as a (batch, seq, d_mlp) tensor and returns the tensor to use instead.
+    After the forward pass, ``acts[layer]`` holds the neurons the layer used (after the edit): the whole
+    (batch, seq, d_mlp) tensor, or (batch, d_mlp) at ``positions`` (an int, or one index per batch row).
+    With ``grad=True`` the captured tensors stay in the autograd graph, so ``torch.autograd.grad(metric, acts)``
+    gives d metric / d neuron even when the model's parameters are frozen.
+    """
+
+    def __init__(
+        self,
+        adapter: Adapter,
+        layers: Iterable[int] | None = None,
+        *,
+        capture: bool = True,
+        edit: EditFn | None = None,
+        positions: Positions = None,
+        grad: bool = False,
+    ) -> None:
+        self.adapter = adapter
+        self.layers = adapter.resolve_layers(None if layers is None else list(layers))
+        self.capture = capture
+        self.edit = edit
+        self.positions = positions
+        self.grad = grad
+        self.acts: dict[int, torch.Tensor] = {}
+        self._handles: list[RemovableHandle] = []
+
+    def _pre_hook(self, layer: int) -> Callable[..., Any]:
+        def hook(module: torch.nn.Module, args: tuple[Any, ...]) -> tuple[Any, ...] | None:
+            x = args[0]
+            if self.edit is not None:
+                x = self.edit(layer, x)
+            if self.capture:
+                kept = x if self.grad else x.detach()
+                self.acts[layer] = _select(kept, self.positions)
+            return (x, *args[1:]) if self.edit is not None else None
+
+        return hook
+
+    def _embedding_hook(
+        self, module: torch.nn.Module, args: tuple[Any, ...], out: torch.Tensor
+    ) -> torch.Tensor:
+        # With frozen weights nothing requires grad; a leaf at the embeddings starts the graph.
+        if not out.requires_grad:
+            out = out.detach().requires_grad_(True)
+        return out
+
+    def __enter__(self) -> NeuronHook:
+        self.acts = {}
+        try:
+            for layer in self.layers:
+                module = self.adapter.modules[layer]
+                self._handles.append(module.register_forward_pre_hook(self._pre_hook(layer)))
+            if self.grad:
+                embeddings = self.adapter.input_embeddings()
+                self._handles.append(embeddings.register_forward_hook(self._embedding_hook))
+        except BaseException:
+            self.remove()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.remove()
+
+    def remove(self) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles.clear()
+
+
+def _select(x: torch.Tensor, positions: Positions) -> torch.Tensor:
+    if positions is None:
+        return x
+    if isinstance(positions, int):
+        return x[:, positions]
+    return x[torch.arange(x.shape[0], device=x.device), positions.to(x.device)]

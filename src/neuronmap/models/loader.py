@@ -1,0 +1,224 @@
+"""``load_model``: one call from a name to a model, its tokenizer and its neuron adapter."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlparse
+
+import torch
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from neuronmap.errors import NeuronmapError
+from neuronmap.models.adapters import Adapter
+from neuronmap.models.registry import EMBEDDED, MARKER, prepare, sha256_file
+from neuronmap.models.tiny import TINY, build_tiny
+
+DTYPES = {
+    "float32": torch.float32,
+    "float64": torch.float64,
+    "bfloat16": torch.bfloat16,
+    "float16": torch.float16,
+}
+
+
+@dataclass
+class LoadedModel:
+    """A model ready for neuron work: eval mode, frozen weights, with its tokenizer and adapter."""
+
+    model: PreTrainedModel
+    tokenizer: PreTrainedTokenizerBase
+    adapter: Adapter
+    spec: str
+    weights_hash: str
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.model.parameters()).dtype
+
+    @property
+    def n_layers(self) -> int:
+        return self.adapter.n_layers
+
+    @property
+    def d_mlp(self) -> int:
+        return self.adapter.d_mlp
+
+    def describe(self) -> dict[str, object]:
+        """The model's identity as recorded in a run manifest."""
+        return {
+            "spec": self.spec,
+            "arch": self.adapter.family.name,
+            "model_type": self.adapter.model_type,
+            "n_layers": self.n_layers,
+            "d_mlp": self.d_mlp,
+            "weights_hash": self.weights_hash,
+            "dtype": str(self.dtype).removeprefix("torch."),
+        }
+
+
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    if device is None or device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        resolved = torch.device(device)
+    except RuntimeError as exc:
+        raise NeuronmapError(f"unknown device '{device}' (use cpu, cuda, cuda:N or auto)") from exc
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise NeuronmapError(f"device '{device}' asked for, but no CUDA GPU is available")
+    return resolved
+
+
+def resolve_dtype(dtype: str | torch.dtype | None) -> torch.dtype:
+    if dtype is None:
+        return torch.float32
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    if dtype not in DTYPES:
+        raise NeuronmapError(f"unknown dtype '{dtype}'; choose one of {', '.join(DTYPES)}")
+    return DTYPES[dtype]
+
+
+def _state_hash(model: torch.nn.Module) -> str:
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().to(torch.float32).cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def _folder_hash(folder: Path) -> str:
+    """Hash of a model folder's weight files, memoised beside them by (name, size, mtime) where writable."""
+    marker = folder / MARKER
+    if marker.is_file():
+        recorded = json.loads(marker.read_text()).get("weights_sha256")
+        if recorded:
+            return recorded
+    weights = sorted(folder.glob("*.safetensors")) or sorted(folder.glob("*.bin"))
+    stamp = [(w.name, w.stat().st_size, w.stat().st_mtime_ns) for w in weights]
+    memo = folder / ".neuronmap-hash.json"
+    if memo.is_file():
+        data = json.loads(memo.read_text())
+        if data.get("stamp") == [list(s) for s in stamp]:
+            return data["sha256"]
+    value = hashlib.sha256("".join(sha256_file(w) for w in weights).encode()).hexdigest()
+    if os.access(folder, os.W_OK):
+        memo.write_text(json.dumps({"stamp": stamp, "sha256": value}))
+    return value
+
+
+def _model_class(folder_or_id: str, local_files_only: bool) -> type:
+    from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoModelForMaskedLM
+
+    config = AutoConfig.from_pretrained(folder_or_id, local_files_only=local_files_only)
+    archs = config.architectures or []
+    if any(a.endswith(("ForCausalLM", "LMHeadModel")) for a in archs):
+        return AutoModelForCausalLM
+    if any(a.endswith("ForMaskedLM") for a in archs):
+        return AutoModelForMaskedLM
+    if archs:
+        return AutoModel
+    return AutoModelForCausalLM
+
+
+def _from_pretrained(
+    source: str, dtype: torch.dtype, local_files_only: bool = False
+) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    from transformers import AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    # Loading takes about a second from a local folder; transformers' per-tensor bar is noise in our output.
+    hf_logging.disable_progress_bar()
+    cls = _model_class(source, local_files_only)
+    model = cls.from_pretrained(source, dtype=dtype, local_files_only=local_files_only)
+    tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=local_files_only)
+    return model, tokenizer
+
+
+def _hub_reachable(timeout: float = 3.0) -> bool:
+    """A quick look before the hub client, whose retries take half a minute to fail offline."""
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes"):
+        return False
+    host = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co")).hostname or "huggingface.co"
+    try:
+        socket.create_connection((host, 443), timeout=timeout).close()
+    except OSError:
+        return False
+    return True
+
+
+def _load_hub(spec: str, dtype: torch.dtype) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    try:
+        return _from_pretrained(spec, dtype, local_files_only=True)
+    except (OSError, ValueError):
+        pass  # not in the local hub cache: fetch it
+    if not _hub_reachable():
+        raise _hub_error(spec, OSError("the Hugging Face hub is not reachable"))
+    try:
+        return _from_pretrained(spec, dtype)
+    except (OSError, ValueError) as exc:
+        raise _hub_error(spec, exc) from exc
+
+
+def _hub_error(spec: str, exc: Exception) -> NeuronmapError:
+    embedded = ", ".join([*EMBEDDED, *TINY])
+    return NeuronmapError(
+        f"could not load '{spec}': not an embedded model, not a local folder, and the Hugging Face hub gave no "
+        f"model ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__}); "
+        f"offline, use an embedded model: {embedded}"
+    )
+
+
+def load_model(
+    spec: str | os.PathLike[str] = "smollm2-135m",
+    device: str | torch.device | None = None,
+    dtype: str | torch.dtype | None = None,
+) -> LoadedModel:
+    """Load an embedded model (``smollm2-135m``...), a tiny test model, a local folder, or a hub id.
+
+    The model is put in eval mode with frozen weights: neuron work needs gradients with respect to activations,
+    never weights, and freezing saves the memory autograd would keep for weight gradients.
+    """
+    spec = str(spec)
+    torch_device = resolve_device(device)
+    torch_dtype = resolve_dtype(dtype)
+    if spec in TINY:
+        model, tokenizer = build_tiny(spec)
+        model = model.to(torch_dtype)
+        weights_hash = _state_hash(model)
+    elif spec in EMBEDDED:
+        folder = prepare(spec)
+        model, tokenizer = _from_pretrained(str(folder), torch_dtype)
+        weights_hash = _folder_hash(folder)
+    elif Path(spec).expanduser().is_dir():
+        folder = Path(spec).expanduser().resolve()
+        if not (folder / "config.json").is_file():
+            raise NeuronmapError(f"{folder}: not a Hugging Face model folder (no config.json)")
+        try:
+            model, tokenizer = _from_pretrained(str(folder), torch_dtype)
+        except (OSError, ValueError) as exc:
+            raise NeuronmapError(f"{folder}: could not load the model ({exc})") from exc
+        weights_hash = _folder_hash(folder)
+    else:
+        if Path(spec).suffix or os.sep in spec.rstrip("/") and not _looks_like_hub_id(spec):
+            raise NeuronmapError(f"'{spec}': no such model folder")
+        model, tokenizer = _load_hub(spec, torch_dtype)
+        weights_hash = _state_hash(model)
+    model = model.to(torch_device).eval()
+    model.requires_grad_(False)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
+    return LoadedModel(model, tokenizer, Adapter(model), spec, weights_hash)
+
+
+def _looks_like_hub_id(spec: str) -> bool:
+    parts = spec.split("/")
+    return len(parts) == 2 and all(parts) and not spec.startswith((".", "/", "~"))

@@ -1,0 +1,164 @@
+"""Tokenising contexts and the metric every method scores: the log-probability of the target.
+
+A context is ``text`` followed by ``target``. The model input is the text's tokens followed by all target tokens
+but the last (teacher forcing); the metric sums the log-probabilities of the target tokens. The prediction
+position is the last text token, the one that predicts the first target token.
+
+Leading spaces: when the text does not end in whitespace and the target does not start with it, one space is put
+before the target ("...the city of" + "Paris" scores " Paris"), because BPE vocabularies carry the space on the
+word that follows it. A target that already starts with a space, or a text that ends in one, is used as written.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from transformers import PreTrainedTokenizerBase
+
+from neuronmap.errors import NeuronmapError
+
+
+@dataclass(frozen=True)
+class Encoded:
+    input_ids: tuple[int, ...]
+    target_ids: tuple[int, ...]
+    position: int  # index of the last text token
+    subject_span: tuple[int, int] | None  # [start, end) token positions of the subject, if any
+
+    @property
+    def subject_last(self) -> int:
+        if self.subject_span is None:
+            raise NeuronmapError("this context has no subject")
+        return self.subject_span[1] - 1
+
+
+@dataclass
+class Batch:
+    """Right-padded tensors for a list of encoded contexts."""
+
+    input_ids: torch.Tensor  # (B, T)
+    attention_mask: torch.Tensor  # (B, T)
+    position: torch.Tensor  # (B,) prediction position
+    target_ids: torch.Tensor  # (B, K) padded with 0
+    target_pos: torch.Tensor  # (B, K) positions whose logits predict the targets
+    target_mask: torch.Tensor  # (B, K) bool
+    encoded: list[Encoded]
+
+    def __len__(self) -> int:
+        return self.input_ids.shape[0]
+
+    def repeat(self, n: int) -> Batch:
+        """Each row ``n`` times in a row (row b becomes rows b*n .. b*n+n-1): copies for batched variants."""
+        rep = {k: getattr(self, k).repeat_interleave(n, dim=0) for k in _TENSORS}
+        return Batch(**rep, encoded=[e for e in self.encoded for _ in range(n)])
+
+
+_TENSORS = ("input_ids", "attention_mask", "position", "target_ids", "target_pos", "target_mask")
+
+
+def target_string(text: str, target: str) -> str:
+    if text and not text[-1].isspace() and target and not target[0].isspace():
+        return " " + target
+    return target
+
+
+def _ids(tokenizer: PreTrainedTokenizerBase, text: str, special: bool) -> list[int]:
+    return list(tokenizer(text, add_special_tokens=special)["input_ids"])
+
+
+def _char_spans(tokenizer: PreTrainedTokenizerBase, text: str, ids: list[int]) -> list[tuple[int, int]]:
+    """Character span of each token of ``text``: offsets from fast tokenizers, cumulative decoding otherwise."""
+    if tokenizer.is_fast:
+        enc = tokenizer(text, add_special_tokens=True, return_offsets_mapping=True)
+        return [tuple(span) for span in enc["offset_mapping"]]
+    spans, prev = [], 0
+    for i in range(len(ids)):
+        end = len(tokenizer.decode(ids[: i + 1], skip_special_tokens=True))
+        spans.append((prev, end))
+        prev = end
+    return spans
+
+
+def subject_span(
+    tokenizer: PreTrainedTokenizerBase, text: str, ids: list[int], subject: str
+) -> tuple[int, int]:
+    start = text.find(subject)
+    if start < 0:
+        raise NeuronmapError(f"subject {subject!r} does not occur in its prompt {text!r}")
+    end = start + len(subject)
+    inside = [
+        i for i, (a, b) in enumerate(_char_spans(tokenizer, text, ids)) if b > a and a < end and b > start
+    ]
+    if not inside:
+        raise NeuronmapError(f"subject {subject!r} covers no token of {text!r}")
+    return inside[0], inside[-1] + 1
+
+
+def encode(tokenizer: PreTrainedTokenizerBase, text: str, target: str, subject: str | None = None) -> Encoded:
+    """Tokenise one context; the target is split from a joint tokenisation when the text's tokens are its prefix."""
+    text_ids = _ids(tokenizer, text, special=True)
+    if not text_ids:
+        raise NeuronmapError(f"context {text!r} has no tokens")
+    if not target:
+        raise NeuronmapError(f"context {text!r} has an empty target")
+    tstr = target_string(text, target)
+    joint = _ids(tokenizer, text + tstr, special=True)
+    # Separate encoding could split words differently from how the model saw them in running text.
+    target_ids = (
+        joint[len(text_ids) :] if joint[: len(text_ids)] == text_ids else _ids(tokenizer, tstr, False)
+    )
+    if not target_ids:
+        raise NeuronmapError(f"target {target!r} of context {text!r} encodes to no tokens")
+    span = subject_span(tokenizer, text, text_ids, subject) if subject else None
+    return Encoded(tuple(text_ids + target_ids[:-1]), tuple(target_ids), len(text_ids) - 1, span)
+
+
+def collate(encoded: Sequence[Encoded], pad_id: int, device: torch.device | str = "cpu") -> Batch:
+    n = len(encoded)
+    width = max(len(e.input_ids) for e in encoded)
+    k = max(len(e.target_ids) for e in encoded)
+    input_ids = torch.full((n, width), pad_id, dtype=torch.long)
+    attention = torch.zeros((n, width), dtype=torch.long)
+    target_ids = torch.zeros((n, k), dtype=torch.long)
+    target_pos = torch.zeros((n, k), dtype=torch.long)
+    target_mask = torch.zeros((n, k), dtype=torch.bool)
+    for b, e in enumerate(encoded):
+        input_ids[b, : len(e.input_ids)] = torch.tensor(e.input_ids)
+        attention[b, : len(e.input_ids)] = 1
+        t = len(e.target_ids)
+        target_ids[b, :t] = torch.tensor(e.target_ids)
+        target_pos[b, :t] = torch.arange(e.position, e.position + t)
+        target_mask[b, :t] = True
+    position = torch.tensor([e.position for e in encoded], dtype=torch.long)
+    return Batch(
+        input_ids.to(device),
+        attention.to(device),
+        position.to(device),
+        target_ids.to(device),
+        target_pos.to(device),
+        target_mask.to(device),
+        list(encoded),
+    )
+
+
+def target_logprob(logits: torch.Tensor, batch: Batch) -> torch.Tensor:
+    """(B,) sum of the target tokens' log-probabilities under teacher forcing."""
+    rows = torch.arange(logits.shape[0], device=logits.device)[:, None]
+    picked = logits[rows, batch.target_pos].float().log_softmax(-1)  # (B, K, V)
+    lp = picked.gather(-1, batch.target_ids[..., None]).squeeze(-1)
+    return (lp * batch.target_mask).sum(-1)
+
+
+def target_top1(logits: torch.Tensor, batch: Batch) -> torch.Tensor:
+    """(B,) whether every target token is the model's top prediction (the 'known' test)."""
+    rows = torch.arange(logits.shape[0], device=logits.device)[:, None]
+    best = logits[rows, batch.target_pos].argmax(-1)
+    return ((best == batch.target_ids) | ~batch.target_mask).all(-1)
+
+
+def forward_logits(model: torch.nn.Module, batch: Batch, **kwargs: object) -> torch.Tensor:
+    return model(
+        input_ids=batch.input_ids, attention_mask=batch.attention_mask, use_cache=False, **kwargs
+    ).logits

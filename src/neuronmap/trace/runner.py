@@ -1,0 +1,476 @@
+"""The trace stage: contexts in, ``contexts.parquet`` and ``scores.parquet`` out, resumable part by part.
+
+Contexts are cut into parts of ``part_size``; each part is scored in batches and written to ``RUN/parts`` (its
+contexts table first, its scores table last, both renamed into place when complete). A killed run started again
+with the same parameters skips the complete parts, so it ends with the same tables as an uninterrupted run:
+a part's batches, and the noise of each context, do not depend on what ran before.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from neuronmap import __version__
+from neuronmap.contexts.loaders import ContextSet, load_contexts
+from neuronmap.contexts.record import Context
+from neuronmap.errors import NeuronmapError
+from neuronmap.models.hooks import NeuronHook
+from neuronmap.models.loader import LoadedModel, load_model
+from neuronmap.progress import progress_bar
+from neuronmap.trace import methods
+from neuronmap.trace.batch import Batch, Encoded, collate, encode, forward_logits
+from neuronmap.trace.store import CONTEXTS, SCORES, RunDir, atomic_write_parquet, read_parquet
+
+PARTS = "parts"
+DROPPED = "contexts_dropped.parquet"
+# Files of later stages that a forced re-trace makes stale.
+DOWNSTREAM = ("graph", "explorer.html", "figures")
+
+
+@dataclass
+class TraceConfig:
+    """Everything that decides a trace's output (device and threads do not, within float tolerance)."""
+
+    model: str = "smollm2-135m"
+    contexts: str = "builtin:facts"
+    method: str = "attribution"
+    top_k: int | None = 100
+    threshold: float | None = None
+    layers: list[int] | None = None
+    positions: str | None = None  # target|all; causal: subject|all
+    per_position: bool = False
+    steps: int = 20
+    samples: int = 10
+    noise: float = 3.0
+    candidates: int = 256
+    ablate: str = "zero"
+    keep: str = "auto"
+    limit: int | None = None
+    seed: int = 0
+    batch_size: int = 8
+    part_size: int = 256
+    device: str | None = field(default=None, metadata={"output": False})
+    dtype: str | None = None
+    threads: int | None = field(default=None, metadata={"output": False})
+
+    def output_params(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.metadata.get("output", True)}
+
+    def validate(self) -> None:
+        if self.method not in methods.METHODS:
+            raise NeuronmapError(
+                f"unknown method '{self.method}'; choose one of {', '.join(methods.METHODS)}"
+            )
+        allowed = ("subject", "all") if self.method == "causal" else methods.POSITIONS
+        if self.positions is None:
+            self.positions = allowed[0]
+        if self.positions not in allowed:
+            raise NeuronmapError(f"--positions for {self.method} must be one of {', '.join(allowed)}")
+        if self.per_position and self.method not in ("attribution", "integrated-gradients"):
+            raise NeuronmapError("--per-position is available for attribution and integrated-gradients only")
+        if self.per_position and self.positions != "all":
+            raise NeuronmapError("--per-position needs --positions all")
+        if self.top_k is None and self.threshold is None:
+            raise NeuronmapError("give --top-k or --threshold (or both): scores are stored sparsely")
+        for name in (
+            "top_k",
+            "steps",
+            "samples",
+            "candidates",
+            "batch_size",
+            "part_size",
+            "limit",
+            "threads",
+        ):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise NeuronmapError(f"--{name.replace('_', '-')} must be at least 1 (got {value})")
+        if self.threshold is not None and not (self.threshold >= 0 and np.isfinite(self.threshold)):
+            raise NeuronmapError("--threshold must be a finite number >= 0")
+        if not (self.noise >= 0 and np.isfinite(self.noise)):
+            raise NeuronmapError("--noise must be a finite number >= 0")
+        if self.ablate not in ("zero", "mean"):
+            raise NeuronmapError("--ablate must be zero or mean")
+        if self.keep not in ("auto", "known", "all"):
+            raise NeuronmapError("--keep must be auto, known or all")
+
+
+@dataclass
+class TraceResult:
+    run: RunDir
+    summary: dict[str, Any]
+    skipped: bool = False  # the run was already complete
+
+    @property
+    def contexts(self) -> pd.DataFrame:
+        return self.run.contexts()
+
+    @property
+    def scores(self) -> pd.DataFrame:
+        return self.run.scores()
+
+
+def trace(
+    config: TraceConfig | None = None,
+    out: str | Path = "runs/trace",
+    *,
+    force: bool = False,
+    progress: bool = True,
+    loaded: LoadedModel | None = None,
+    **overrides: Any,
+) -> TraceResult:
+    """Trace neuron importance for a set of contexts into the run directory ``out``.
+
+    ``config`` fields may also be given as keyword arguments (``trace(out="runs/x", method="ablation")``). An already
+    ``loaded`` model may be passed to skip loading (it must be the model ``config.model`` names).
+    """
+    config = TraceConfig(**{**(asdict(config) if config else {}), **overrides})
+    config.validate()
+    run = RunDir(out)
+    with run.lock():
+        previous = run.stage("trace")
+        if previous is not None and not force:
+            _check_same(run, previous, config)
+            if previous.get("status") == "complete":
+                return TraceResult(run, previous["summary"], skipped=True)
+        if force:
+            _clear(run)
+        if config.threads:
+            torch.set_num_threads(config.threads)
+        context_set = load_contexts(config.contexts, limit=config.limit, seed=config.seed)
+        lm = (
+            loaded
+            if loaded is not None
+            else load_model(config.model, device=config.device, dtype=config.dtype)
+        )
+        if (
+            previous is not None
+            and not force
+            and previous.get("model", {}).get("weights_hash") != lm.weights_hash
+        ):
+            raise NeuronmapError(
+                f"{run.path}: was traced with other weights of '{config.model}'; use --force"
+            )
+        return _run(run, config, context_set, lm, progress)
+
+
+def _check_same(run: RunDir, previous: dict[str, Any], config: TraceConfig) -> None:
+    manifest = run.manifest()
+    if manifest.get("neuronmap_version") != __version__:
+        raise NeuronmapError(
+            f"{run.path}: made by neuronmap {manifest.get('neuronmap_version')}, this is {__version__}; "
+            "use --force to trace it again"
+        )
+    old = previous.get("params", {})
+    new = json.loads(json.dumps(config.output_params()))
+    changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+    if changed:
+        detail = ", ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in changed)
+        raise NeuronmapError(
+            f"{run.path}: holds a trace with other parameters ({detail}); use --force to replace it or another --out"
+        )
+
+
+def _clear(run: RunDir) -> None:
+    for name in (CONTEXTS, SCORES, DROPPED, PARTS, *DOWNSTREAM):
+        path = run.path / name
+        if path.is_dir():
+            shutil.rmtree(path)
+        else:
+            path.unlink(missing_ok=True)
+    if run.exists():
+        run.manifest_path.unlink()
+
+
+def _run(
+    run: RunDir, config: TraceConfig, context_set: ContextSet, lm: LoadedModel, progress: bool
+) -> TraceResult:
+    if not lm.adapter.is_causal:
+        raise NeuronmapError(
+            f"'{config.model}' is an encoder ({lm.adapter.family.name}); tracing needs a causal language model"
+        )
+    layers = lm.adapter.resolve_layers(config.layers)
+    keep = context_set.default_keep if config.keep == "auto" else config.keep
+    started = time.time()
+    run.write_manifest(
+        {
+            "model": lm.describe(),
+            "stages": {
+                "trace": {
+                    "status": "running",
+                    "params": config.output_params(),
+                    "model": lm.describe(),
+                    "layers": layers,
+                    "keep_resolved": keep,
+                }
+            },
+        }
+    )
+    contexts, encoded = _encode_all(lm, context_set.contexts, config.method == "causal", config.batch_size)
+    mean_acts = _neuron_means(lm, encoded, layers, config.batch_size) if config.ablate == "mean" else None
+
+    parts_dir = run.path / PARTS
+    n_parts = (len(encoded) + config.part_size - 1) // config.part_size
+    with progress_bar(
+        f"tracing ({config.method})", total=len(encoded), unit="contexts", enabled=progress
+    ) as bar:
+        for part in range(n_parts):
+            lo, hi = part * config.part_size, min(len(encoded), (part + 1) * config.part_size)
+            if (parts_dir / f"scores-{part:05d}.parquet").is_file():
+                bar.advance(hi - lo)
+                continue
+            ctx_rows, score_frames = [], []
+            for start in range(lo, hi, config.batch_size):
+                ids = list(range(start, min(hi, start + config.batch_size)))
+                rows, frame = _score_batch(
+                    lm,
+                    config,
+                    layers,
+                    [contexts[i] for i in ids],
+                    [encoded[i] for i in ids],
+                    ids,
+                    mean_acts,
+                    keep,
+                )
+                ctx_rows.extend(rows)
+                score_frames.append(frame)
+                bar.advance(len(ids))
+            atomic_write_parquet(pd.DataFrame(ctx_rows), parts_dir / f"contexts-{part:05d}.parquet")
+            atomic_write_parquet(
+                pd.concat(score_frames, ignore_index=True), parts_dir / f"scores-{part:05d}.parquet"
+            )
+    summary = _finalize(run, n_parts, time.time() - started, lm, layers)
+    return TraceResult(run, summary)
+
+
+def _encode_all(
+    lm: LoadedModel, contexts: list[Context], needs_subject: bool, batch_size: int
+) -> tuple[list[Context], list[Encoded]]:
+    """Tokenise every context; one without a target gets the model's own top prediction (one token) as target."""
+    contexts, encoded = list(contexts), []
+    for i, c in enumerate(contexts):
+        if needs_subject and not c.subject:
+            raise NeuronmapError(f"context {i} ({c.text!r}) has no subject; the causal method needs one")
+        try:
+            # A placeholder target for now: the text's tokens are what matter until the prediction is known.
+            encoded.append(encode(lm.tokenizer, c.text, c.target or "?", c.subject))
+        except NeuronmapError as exc:
+            raise NeuronmapError(f"context {i}: {exc}") from None
+    missing = [i for i, c in enumerate(contexts) if c.target is None]
+    for start in range(0, len(missing), batch_size):
+        ids = missing[start : start + batch_size]
+        batch = collate([encoded[i] for i in ids], lm.tokenizer.pad_token_id, lm.device)
+        with torch.no_grad():
+            logits = forward_logits(lm.model, batch)
+        best = logits[torch.arange(len(ids)), batch.position].argmax(-1).tolist()
+        for i, token in zip(ids, best, strict=True):
+            e = encoded[i]
+            # Kept as a token id: decoding and re-encoding a lone token need not give it back.
+            encoded[i] = Encoded(e.input_ids[: e.position + 1], (token,), e.position, e.subject_span)
+            c = contexts[i]
+            contexts[i] = Context(c.text, lm.tokenizer.decode([token]), c.subject, dict(c.groups))
+    return contexts, encoded
+
+
+def _neuron_means(
+    lm: LoadedModel, encoded: list[Encoded], layers: list[int], batch_size: int
+) -> torch.Tensor:
+    """Mean activation of each neuron over every token of the context set: the reference for mean ablation."""
+    total = torch.zeros((len(layers), lm.d_mlp), dtype=torch.float64, device=lm.device)
+    count = 0
+    for start in range(0, len(encoded), batch_size):
+        batch = collate(encoded[start : start + batch_size], lm.tokenizer.pad_token_id, lm.device)
+        mask = batch.attention_mask.bool()
+        with torch.no_grad(), NeuronHook(lm.adapter, layers) as hook:
+            forward_logits(lm.model, batch)
+        for slot, layer in enumerate(layers):
+            total[slot] += hook.acts[layer][mask].double().sum(0)
+        count += int(mask.sum())
+    return (total / count).to(lm.dtype)
+
+
+def _score_batch(
+    lm: LoadedModel,
+    config: TraceConfig,
+    layers: list[int],
+    contexts: list[Context],
+    encoded: list[Encoded],
+    ids: list[int],
+    mean_acts: torch.Tensor | None,
+    keep: str,
+) -> tuple[list[dict[str, Any]], pd.DataFrame]:
+    batch = collate(encoded, lm.tokenizer.pad_token_id, lm.device)
+    result = _apply_method(lm, config, layers, batch, ids, mean_acts)
+    p_target = result.logprob.double().exp().cpu().numpy()
+    correct = result.correct.cpu().numpy()
+    rows, frames = [], []
+    for b, (c, e, cid) in enumerate(zip(contexts, encoded, ids, strict=True)):
+        kept = bool(correct[b]) or keep == "all"
+        row = _context_row(lm, cid, c, e, float(p_target[b]), bool(correct[b]), kept)
+        if "p_corrupted" in result.extra:
+            row["p_corrupted"] = float(result.extra["p_corrupted"][b])
+        rows.append(row)
+        if kept:
+            frames.append(_top_scores(result, b, cid, layers, config))
+    frame = pd.concat(frames, ignore_index=True) if frames else _top_scores(result, None, -1, layers, config)
+    return rows, frame
+
+
+def _apply_method(
+    lm: LoadedModel,
+    config: TraceConfig,
+    layers: list[int],
+    batch: Batch,
+    ids: list[int],
+    mean_acts: torch.Tensor | None,
+) -> methods.MethodResult:
+    chunk = config.batch_size * 8
+    if config.method == "attribution":
+        return methods.attribution(lm, batch, layers, config.positions, config.per_position)
+    if config.method == "integrated-gradients":
+        return methods.integrated_gradients(
+            lm, batch, layers, config.steps, config.positions, config.per_position
+        )
+    if config.method == "ablation":
+        return methods.ablation(lm, batch, layers, config.positions, config.candidates, chunk, mean_acts)
+    return methods.causal(
+        lm,
+        batch,
+        layers,
+        [str(i) for i in ids],
+        config.positions,
+        config.samples,
+        config.noise,
+        config.candidates,
+        chunk,
+        config.seed,
+    )
+
+
+def _context_row(
+    lm: LoadedModel, cid: int, c: Context, e: Encoded, p_target: float, known: bool, kept: bool
+) -> dict[str, Any]:
+    decode = lm.tokenizer.decode
+    row: dict[str, Any] = {
+        "context_id": cid,
+        "text": c.text,
+        "target": c.target,
+        "target_ids": list(e.target_ids),
+        "subject": c.subject,
+        "p_target": p_target,
+        "known": known,
+        "kept": kept,
+        "input_ids": list(e.input_ids),
+        "tokens": [decode([t]) for t in e.input_ids],
+        "target_tokens": [decode([t]) for t in e.target_ids],
+        "position": e.position,
+    }
+    for key, value in c.groups.items():
+        if key not in row:
+            row[key] = (
+                value if value is None or isinstance(value, str | int | float | bool) else json.dumps(value)
+            )
+    return row
+
+
+def _top_scores(
+    result: methods.MethodResult, b: int | None, cid: int, layers: list[int], config: TraceConfig
+) -> pd.DataFrame:
+    """The kept scores of one context: top-k by |score| (ties by index), and/or |score| >= threshold."""
+    columns = {"context_id": np.int64, "layer": np.int32, "neuron": np.int32, "score": np.float32}
+    if config.per_position:
+        columns = {
+            "context_id": np.int64,
+            "position": np.int32,
+            "layer": np.int32,
+            "neuron": np.int32,
+            "score": np.float32,
+        }
+    if result.attribution is not None:
+        columns["attribution"] = np.float32
+    if b is None:
+        return pd.DataFrame({k: pd.Series(dtype=v) for k, v in columns.items()})
+    scores = result.scores[b].float()
+    shape = scores.shape
+    flat = scores.reshape(-1)
+    magnitude = torch.where(torch.isnan(flat), torch.full_like(flat, -1.0), flat.abs())
+    if not torch.isfinite(flat[~torch.isnan(flat)]).all():
+        raise NeuronmapError(
+            f"context {cid}: non-finite scores (the model's outputs overflow in this dtype?)"
+        )
+    order = torch.sort(magnitude, descending=True, stable=True).indices
+    valid = magnitude[order] >= (config.threshold if config.threshold is not None else 0.0)
+    order = order[valid]
+    if config.top_k is not None:
+        order = order[: config.top_k]
+    index = np.unravel_index(order.cpu().numpy(), shape)
+    data: dict[str, Any] = {"context_id": np.full(len(order), cid)}
+    if config.per_position:
+        data["position"] = index[0]
+    data["layer"] = np.asarray(layers)[index[-2]]
+    data["neuron"] = index[-1]
+    data["score"] = flat[order].cpu().numpy()
+    if result.attribution is not None:
+        data["attribution"] = result.attribution[b].float().reshape(-1)[order].cpu().numpy()
+    return pd.DataFrame({k: np.asarray(v).astype(columns[k]) for k, v in data.items()})
+
+
+def _finalize(
+    run: RunDir, n_parts: int, elapsed: float, lm: LoadedModel, layers: list[int]
+) -> dict[str, Any]:
+    parts_dir = run.path / PARTS
+    ctx = pd.concat(
+        [read_parquet(parts_dir / f"contexts-{i:05d}.parquet") for i in range(n_parts)], ignore_index=True
+    )
+    scores = pd.concat(
+        [read_parquet(parts_dir / f"scores-{i:05d}.parquet") for i in range(n_parts)], ignore_index=True
+    )
+    kept = ctx[ctx["kept"]].drop(columns=["kept"]).reset_index(drop=True)
+    dropped = ctx[~ctx["kept"]].drop(columns=["kept"]).reset_index(drop=True)
+    if kept.empty:
+        raise NeuronmapError(
+            f"none of the {len(ctx)} contexts was kept: the model predicts none of their targets top-1 "
+            "(use --keep all to trace them anyway)"
+        )
+    atomic_write_parquet(kept, run.path / CONTEXTS)
+    atomic_write_parquet(dropped, run.path / DROPPED)
+    atomic_write_parquet(scores, run.path / SCORES)
+    summary = summarize(kept, dropped, scores, elapsed)
+    run.set_stage("trace", status="complete", summary=summary, finished_at=time.strftime("%Y-%m-%dT%H:%M:%S"))
+    shutil.rmtree(parts_dir, ignore_errors=True)
+    return summary
+
+
+def summarize(
+    kept: pd.DataFrame, dropped: pd.DataFrame, scores: pd.DataFrame, elapsed: float
+) -> dict[str, Any]:
+    total = len(kept) + len(dropped)
+    grouped = scores.groupby(["layer", "neuron"])["score"].agg(["sum", "count"]).reset_index()
+    top = grouped.sort_values(["sum", "layer", "neuron"], ascending=[False, True, True]).head(10)
+    return {
+        "contexts_total": total,
+        "contexts_kept": len(kept),
+        "contexts_dropped": len(dropped),
+        "score_rows": len(scores),
+        "neurons_with_scores": len(grouped),
+        "seconds": round(elapsed, 2),
+        "contexts_per_second": round(total / elapsed, 3) if elapsed > 0 else None,
+        "top_neurons": [
+            {
+                "layer": int(r.layer),
+                "neuron": int(r.neuron),
+                "total_score": float(r.sum),
+                "contexts": int(r.count),
+            }
+            for r in top.itertuples()
+        ],
+    }
