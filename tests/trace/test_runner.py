@@ -279,3 +279,14 @@ def test_mean_ablation_and_config_object(tmp_path, facts_file):
     res = trace(config, tmp_path / "run", progress=False)
     assert (res.scores.groupby("context_id").size() == 16).all()
     assert "attribution" in res.scores.columns
+
+
+def test_ray_backend_equals_local(tmp_path, facts_file):
+    """Two Ray actors on a local cluster started for the test (2 CPUs) give the local backend's tables."""
+    local = run_trace(tmp_path / "local", facts_file, part_size=2, top_k=10, method="ablation", candidates=30)
+    on_ray = run_trace(tmp_path / "ray", facts_file, part_size=2, top_k=10, method="ablation", candidates=30,
+                       backend="ray", workers=2)  # fmt: skip
+    pd.testing.assert_frame_equal(local.contexts, on_ray.contexts, check_exact=False, rtol=1e-5)
+    a, b = local.scores, on_ray.scores
+    assert a[["context_id", "layer", "neuron"]].equals(b[["context_id", "layer", "neuron"]])
+    np.testing.assert_allclose(a["score"], b["score"], rtol=1e-4, atol=1e-6)

@@ -11,12 +11,16 @@ from __future__ import annotations
 import json
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 import torch
 
 from neuronmap import __version__
@@ -28,7 +32,7 @@ from neuronmap.models.loader import LoadedModel, load_model
 from neuronmap.progress import progress_bar
 from neuronmap.trace import methods
 from neuronmap.trace.batch import Batch, Encoded, collate, encode, forward_logits
-from neuronmap.trace.store import CONTEXTS, SCORES, RunDir, atomic_write_parquet, read_parquet
+from neuronmap.trace.store import CONTEXTS, SCORES, RunDir, atomic_write_parquet, concat_parquet, read_parquet
 
 PARTS = "parts"
 DROPPED = "contexts_dropped.parquet"
@@ -61,6 +65,10 @@ class TraceConfig:
     device: str | None = field(default=None, metadata={"output": False})
     dtype: str | None = None
     threads: int | None = field(default=None, metadata={"output": False})
+    backend: str = field(default="local", metadata={"output": False})  # local | ray
+    address: str | None = field(default=None, metadata={"output": False})  # Ray cluster; None starts one
+    workers: int = field(default=2, metadata={"output": False})
+    gpus_per_worker: float = field(default=0.0, metadata={"output": False})
 
     def output_params(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self) if f.metadata.get("output", True)}
@@ -100,6 +108,10 @@ class TraceConfig:
             raise NeuronmapError("--noise must be a finite number >= 0")
         if self.ablate not in ("zero", "mean"):
             raise NeuronmapError("--ablate must be zero or mean")
+        if self.backend not in ("local", "ray"):
+            raise NeuronmapError("--backend must be local or ray")
+        if self.workers < 1 or self.gpus_per_worker < 0:
+            raise NeuronmapError("--workers must be at least 1 and --gpus-per-worker at least 0")
         if self.keep not in ("auto", "known", "all"):
             raise NeuronmapError("--keep must be auto, known or all")
 
@@ -220,36 +232,59 @@ def _run(
 
     parts_dir = run.path / PARTS
     n_parts = (len(encoded) + config.part_size - 1) // config.part_size
+    todo = []
+    for index in range(n_parts):
+        ids = list(range(index * config.part_size, min(len(encoded), (index + 1) * config.part_size)))
+        if not (parts_dir / f"scores-{index:05d}.parquet").is_file():
+            todo.append(Part(index, ids, [contexts[i] for i in ids], [encoded[i] for i in ids]))
+    job = PartJob(config, layers, keep, mean_acts)
     with progress_bar(
         f"tracing ({config.method})", total=len(encoded), unit="contexts", enabled=progress
     ) as bar:
-        for part in range(n_parts):
-            lo, hi = part * config.part_size, min(len(encoded), (part + 1) * config.part_size)
-            if (parts_dir / f"scores-{part:05d}.parquet").is_file():
-                bar.advance(hi - lo)
-                continue
-            ctx_rows, score_frames = [], []
-            for start in range(lo, hi, config.batch_size):
-                ids = list(range(start, min(hi, start + config.batch_size)))
-                rows, frame = _score_batch(
-                    lm,
-                    config,
-                    layers,
-                    [contexts[i] for i in ids],
-                    [encoded[i] for i in ids],
-                    ids,
-                    mean_acts,
-                    keep,
-                )
-                ctx_rows.extend(rows)
-                score_frames.append(frame)
-                bar.advance(len(ids))
-            atomic_write_parquet(pd.DataFrame(ctx_rows), parts_dir / f"contexts-{part:05d}.parquet")
-            atomic_write_parquet(
-                pd.concat(score_frames, ignore_index=True), parts_dir / f"scores-{part:05d}.parquet"
-            )
-    summary = _finalize(run, n_parts, time.time() - started, lm, layers)
+        bar.advance(len(encoded) - sum(len(p.ids) for p in todo))
+        if config.backend == "ray":
+            from neuronmap.trace.ray_backend import score_parts_on_ray
+
+            results = score_parts_on_ray(job, todo)
+        else:
+            results = (job.score(lm, part) for part in todo)
+        for part, ctx_frame, score_frame in results:
+            atomic_write_parquet(ctx_frame, parts_dir / f"contexts-{part.index:05d}.parquet")
+            atomic_write_parquet(score_frame, parts_dir / f"scores-{part.index:05d}.parquet")
+            bar.advance(len(part.ids))
+    summary = _finalize(run, n_parts, time.time() - started)
     return TraceResult(run, summary)
+
+
+@dataclass
+class Part:
+    """A slice of the contexts whose scores are written together; the unit of resumption and of distribution."""
+
+    index: int
+    ids: list[int]
+    contexts: list[Context]
+    encoded: list[Encoded]
+
+
+@dataclass
+class PartJob:
+    """What scoring a part needs besides the model: picklable, so Ray workers receive it once."""
+
+    config: TraceConfig
+    layers: list[int]
+    keep: str
+    mean_acts: torch.Tensor | None
+
+    def score(self, lm: LoadedModel, part: Part) -> tuple[Part, pd.DataFrame, pd.DataFrame]:
+        ctx_rows, frames = [], []
+        size = self.config.batch_size
+        for start in range(0, len(part.ids), size):
+            sl = slice(start, start + size)
+            rows, frame = _score_batch(lm, self.config, self.layers, part.contexts[sl], part.encoded[sl],
+                                       part.ids[sl], self.mean_acts, self.keep)  # fmt: skip
+            ctx_rows.extend(rows)
+            frames.append(frame)
+        return part, pd.DataFrame(ctx_rows), pd.concat(frames, ignore_index=True)
 
 
 def _encode_all(
@@ -424,46 +459,49 @@ def _top_scores(
     return pd.DataFrame({k: np.asarray(v).astype(columns[k]) for k, v in data.items()})
 
 
-def _finalize(
-    run: RunDir, n_parts: int, elapsed: float, lm: LoadedModel, layers: list[int]
-) -> dict[str, Any]:
+def _finalize(run: RunDir, n_parts: int, elapsed: float) -> dict[str, Any]:
+    """Merge the parts into the final tables, streaming, so memory is bounded by one part."""
     parts_dir = run.path / PARTS
-    ctx = pd.concat(
-        [read_parquet(parts_dir / f"contexts-{i:05d}.parquet") for i in range(n_parts)], ignore_index=True
-    )
-    scores = pd.concat(
-        [read_parquet(parts_dir / f"scores-{i:05d}.parquet") for i in range(n_parts)], ignore_index=True
-    )
-    kept = ctx[ctx["kept"]].drop(columns=["kept"]).reset_index(drop=True)
-    dropped = ctx[~ctx["kept"]].drop(columns=["kept"]).reset_index(drop=True)
-    if kept.empty:
+    ctx_parts = [parts_dir / f"contexts-{i:05d}.parquet" for i in range(n_parts)]
+    score_parts = [parts_dir / f"scores-{i:05d}.parquet" for i in range(n_parts)]
+    kept_n = dropped_n = 0
+    for source in ctx_parts:
+        flags = pq.read_table(source, columns=["kept"])["kept"].to_numpy()
+        kept_n += int(flags.sum())
+        dropped_n += int((~flags).sum())
+    if kept_n == 0:
         raise NeuronmapError(
-            f"none of the {len(ctx)} contexts was kept: the model predicts none of their targets top-1 "
+            f"none of the {dropped_n} contexts was kept: the model predicts none of their targets top-1 "
             "(use --keep all to trace them anyway)"
         )
-    atomic_write_parquet(kept, run.path / CONTEXTS)
-    atomic_write_parquet(dropped, run.path / DROPPED)
-    atomic_write_parquet(scores, run.path / SCORES)
-    summary = summarize(kept, dropped, scores, elapsed)
+
+    def rows(kept: bool) -> Callable[[pa.Table], pa.Table]:
+        return lambda t: t.filter(pc.equal(t["kept"], kept)).drop_columns(["kept"])
+
+    concat_parquet(ctx_parts, run.path / CONTEXTS, rows(True))
+    concat_parquet(ctx_parts, run.path / DROPPED, rows(False))
+    concat_parquet(score_parts, run.path / SCORES)
+    totals = [
+        read_parquet(s).groupby(["layer", "neuron"])["score"].agg(["sum", "count"]) for s in score_parts
+    ]
+    per_neuron = pd.concat(totals).groupby(level=[0, 1]).sum().reset_index()
+    summary = summarize(kept_n, dropped_n, per_neuron, elapsed)
     run.set_stage("trace", status="complete", summary=summary, finished_at=time.strftime("%Y-%m-%dT%H:%M:%S"))
     shutil.rmtree(parts_dir, ignore_errors=True)
     return summary
 
 
-def summarize(
-    kept: pd.DataFrame, dropped: pd.DataFrame, scores: pd.DataFrame, elapsed: float
-) -> dict[str, Any]:
-    total = len(kept) + len(dropped)
-    grouped = scores.groupby(["layer", "neuron"])["score"].agg(["sum", "count"]).reset_index()
-    top = grouped.sort_values(["sum", "layer", "neuron"], ascending=[False, True, True]).head(10)
+def summarize(kept: int, dropped: int, per_neuron: pd.DataFrame, elapsed: float) -> dict[str, Any]:
+    """The trace summary; ``per_neuron`` has layer, neuron, sum (of scores) and count (of contexts)."""
+    top = per_neuron.sort_values(["sum", "layer", "neuron"], ascending=[False, True, True]).head(10)
     return {
-        "contexts_total": total,
-        "contexts_kept": len(kept),
-        "contexts_dropped": len(dropped),
-        "score_rows": len(scores),
-        "neurons_with_scores": len(grouped),
+        "contexts_total": kept + dropped,
+        "contexts_kept": kept,
+        "contexts_dropped": dropped,
+        "score_rows": int(per_neuron["count"].sum()),
+        "neurons_with_scores": len(per_neuron),
         "seconds": round(elapsed, 2),
-        "contexts_per_second": round(total / elapsed, 3) if elapsed > 0 else None,
+        "contexts_per_second": round((kept + dropped) / elapsed, 3) if elapsed > 0 else None,
         "top_neurons": [
             {
                 "layer": int(r.layer),

@@ -11,7 +11,7 @@ import contextlib
 import json
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -72,6 +72,35 @@ def atomic_write_parquet(df: pd.DataFrame | pa.Table, path: str | Path) -> None:
     tmp = _tmp_name(path)
     try:
         pq.write_table(table, tmp, compression="zstd", row_group_size=1 << 20)
+        with open(tmp, "rb") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def concat_parquet(
+    sources: list[Path], path: str | Path, keep: Callable[[pa.Table], pa.Table] | None = None
+) -> None:
+    """Stream Parquet files into one table at ``path``, one at a time (memory bounded by the largest source).
+
+    Schemas are unified first (a column that is all null in one source and text in another becomes text), and
+    ``keep`` may filter each source's rows. The result is renamed into place only when complete.
+    """
+    path = Path(path)
+    schema = pa.unify_schemas([pq.read_schema(s) for s in sources], promote_options="permissive")
+    schema = schema.remove_metadata()
+    if keep is not None:
+        schema = keep(schema.empty_table()).schema
+    tmp = _tmp_name(path)
+    try:
+        with pq.ParquetWriter(tmp, schema, compression="zstd") as writer:
+            for source in sources:
+                table = pq.read_table(source).replace_schema_metadata(None)
+                if keep is not None:
+                    table = keep(table)
+                writer.write_table(table.select(schema.names).cast(schema), row_group_size=1 << 20)
         with open(tmp, "rb") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, path)
