@@ -99,16 +99,17 @@ def is_prepared(name: str) -> bool:
     return (model_cache_dir(name) / MARKER).is_file()
 
 
-def _gguf_source(entry: EmbeddedModel) -> tuple[Path, str]:
+def _gguf_source(entry: EmbeddedModel) -> tuple[Path, str, Path | None]:
+    """Folder and file of the GGUF weights, and a temporary file to delete once dequantised (or None)."""
     folder = _require_package(entry)
     if entry.file is not None:
-        return folder, entry.file
+        return folder, entry.file, None
     # Gemma's carrier splits the GGUF over part packages; its assemble() joins them into one file.
     import importlib
 
     module = importlib.import_module(entry.package)
-    path = Path(module.assemble())
-    return path.parent, path.name
+    path = Path(module.assemble(cache_root() / "gguf" / f"{entry.name}.gguf", overwrite=True))
+    return path.parent, path.name, path
 
 
 def sha256_file(path: Path, chunk: int = 1 << 22) -> str:
@@ -129,7 +130,7 @@ def prepare(name: str, *, progress: bool = True) -> Path:
     target = model_cache_dir(name)
     if (target / MARKER).is_file():
         return target
-    folder, file = _gguf_source(entry)
+    folder, file, assembled = _gguf_source(entry)
 
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -166,6 +167,8 @@ def prepare(name: str, *, progress: bool = True) -> Path:
         os.replace(tmp, target)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+        if assembled is not None:
+            assembled.unlink(missing_ok=True)
     return target
 
 
