@@ -226,7 +226,7 @@ def map_cmd(
     ] = "graphml,gexf",
     export_max_edges: Annotated[
         int, typer.Option(help="Skip the exports when the neuron graph has more edges than this.")
-    ] = 1_000_000,
+    ] = 250_000,
     seed: Annotated[int, typer.Option(help="Seed of the clustering, the nulls and the token groups.")] = 0,
     force: Annotated[
         bool, typer.Option("--force", help="Replace an existing map made with other options.")
@@ -318,6 +318,288 @@ def _print_map_summary(s: dict, path: Path) -> None:
 
 # ---- edit wing -------------------------------------------------------------------------------------------
 # EDIT COMMANDS: owned by the edit wing
+def _edit_model(model: str, device: str | None, dtype: str | None, threads: int | None):  # type: ignore[no-untyped-def]
+    import torch
+
+    from neuronmap.models.loader import load_model
+
+    if threads is not None:
+        if threads < 1:
+            raise NeuronmapError("--threads must be at least 1")
+        torch.set_num_threads(threads)
+    return load_model(model, device=device, dtype=dtype)
+
+
+def _str_list(value: str, option: str) -> list[str]:
+    items = [v.strip() for v in value.split(",") if v.strip()]
+    if not items:
+        raise NeuronmapError(f"{option} is empty")
+    return items
+
+
+@app.command("causal-trace")
+def causal_trace_cmd(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the tables and figures.")],
+    model: Annotated[
+        str, typer.Option(help="Embedded name, tiny-*, local folder or hub id.")
+    ] = "smollm2-135m",
+    prompt: Annotated[
+        str | None,
+        typer.Option(help="One prompt with {} for the subject, e.g. '{} is located in the city of'."),
+    ] = None,
+    subject: Annotated[
+        str | None, typer.Option(help="The subject that fills {} (its tokens get the noise).")
+    ] = None,
+    target: Annotated[
+        str | None, typer.Option(help="The target to trace; default the model's own top prediction.")
+    ] = None,
+    facts: Annotated[
+        str | None,
+        typer.Option(
+            help="Trace a set: builtin:facts, builtin:counterfact-lite, CounterFact .json, or a context file."
+        ),
+    ] = None,
+    limit: Annotated[int | None, typer.Option(help="Trace only the first N facts of --facts.")] = None,
+    kind: Annotated[
+        str, typer.Option(help="States to restore: hidden, mlp, attn (comma-separated).")
+    ] = "hidden,mlp,attn",
+    window: Annotated[
+        int, typer.Option(help="mlp/attn: restore this many consecutive layers around each layer.")
+    ] = 10,
+    samples: Annotated[int, typer.Option(help="Noise draws per fact.")] = 10,
+    noise: Annotated[
+        float,
+        typer.Option(help="Noise std as a multiple of the std of subject embeddings over --noise-facts."),
+    ] = 3.0,
+    noise_facts: Annotated[
+        str | None,
+        typer.Option(help="Facts whose subjects set the noise scale (default --facts, else builtin:facts)."),
+    ] = None,
+    keep: Annotated[
+        str,
+        typer.Option(help="known (the model predicts the target) | all | auto (known for built-in sets)."),
+    ] = "auto",
+    figure_format: Annotated[
+        str, typer.Option("--format", help="Figures: png,svg | png | svg | none.")
+    ] = "png,svg",
+    seed: Annotated[int, typer.Option(help="Seed of the noise.")] = 0,
+    device: Annotated[str | None, typer.Option(help="cpu | cuda | auto.")] = None,
+    dtype: Annotated[str | None, typer.Option(help="float32 | bfloat16 | float16 | float64.")] = None,
+    threads: Annotated[int | None, typer.Option(help="torch CPU threads.")] = None,
+) -> None:
+    """Causal tracing: noise the subject, restore one state at a time, and see where the fact comes back."""
+    from neuronmap.edit.api import run_causal_trace
+
+    lm = _edit_model(model, device, dtype, threads)
+    formats = [] if figure_format.strip() == "none" else _str_list(figure_format, "--format")
+    s = run_causal_trace(
+        out,
+        lm,
+        prompt=prompt,
+        subject=subject,
+        target=target,
+        facts=facts,
+        limit=limit,
+        kinds=_str_list(kind, "--kind"),
+        window=window,
+        samples=samples,
+        noise=noise,
+        noise_facts=noise_facts,
+        seed=seed,
+        keep=keep,
+        formats=formats,
+    )
+    con = Console(soft_wrap=True)
+    con.print(
+        f"[bold]{out}[/]: {s['facts']} fact(s) traced ({s['facts_dropped']} dropped), "
+        f"p clean {s['p_clean_mean']:.3f}, corrupted {s['p_corrupted_mean']:.3f}, {s['seconds']} s"
+    )
+    for k, peak in s["peaks"].items():
+        where = peak.get("position_class") or f"position {peak['position']} {peak['token']!r}"
+        con.print(
+            f"  {k}: strongest at layer {peak['layer']}, {where} (indirect effect {peak['indirect']:+.3f})"
+        )
+    for path in s["figures"]:
+        con.print(f"  figure: {path}")
+
+
+@app.command("stats")
+def stats_cmd(
+    model: Annotated[
+        str, typer.Option(help="Embedded name, tiny-*, local folder or hub id.")
+    ] = "smollm2-135m",
+    layer: Annotated[
+        str | None,
+        typer.Option("--layer", help="Layer(s), comma-separated; default the ROME hparams' layer."),
+    ] = None,
+    corpus: Annotated[
+        str | None, typer.Option(help="builtin:wiki, a .txt (one text a line) or .jsonl (field text) file.")
+    ] = None,
+    tokens: Annotated[
+        int | None, typer.Option(help="Tokens to average over (default from the hparams).")
+    ] = None,
+    max_length: Annotated[int | None, typer.Option("--max-length", help="Tokens kept per text.")] = None,
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Texts per forward pass.")] = 8,
+    hparams: Annotated[
+        str | None, typer.Option(help="ROME hparams name or .json (default: the model's).")
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Order of the built-in corpus.")] = 0,
+    device: Annotated[str | None, typer.Option(help="cpu | cuda | auto.")] = None,
+    dtype: Annotated[str | None, typer.Option(help="float32 | bfloat16 | float16 | float64.")] = None,
+    threads: Annotated[int | None, typer.Option(help="torch CPU threads.")] = None,
+) -> None:
+    """Second-moment statistics E[k k^T] of a layer's neurons over a corpus (cached; ROME's C)."""
+    from neuronmap.edit.hparams import load_hparams
+    from neuronmap.edit.stats import second_moments
+
+    lm = _edit_model(model, device, dtype, threads)
+    hp = load_hparams(hparams, model=lm.spec)
+    layers = _int_list(layer, "--layer") or [hp.resolve_layer(lm.n_layers)]
+    found = second_moments(
+        lm,
+        layers,
+        corpus=corpus or hp.mom2_corpus,
+        n_tokens=tokens or hp.mom2_n_tokens,
+        max_length=max_length or hp.mom2_max_length,
+        batch_size=batch_size,
+        seed=seed,
+    )
+    con = Console(soft_wrap=True)
+    for lay, st in found.items():
+        how = "cached" if st.cached else f"computed in {st.seconds:.1f} s"
+        con.print(
+            f"layer {lay}: {st.n_tokens:,} tokens from {st.n_texts:,} texts of {st.corpus} ({how}) -> {st.path}"
+        )
+
+
+@app.command("edit")
+def edit_cmd(
+    subject: Annotated[str, typer.Option(help="The subject, e.g. 'Eiffel Tower'.")],
+    prompt: Annotated[
+        str, typer.Option(help="The prompt with {} for the subject, e.g. '{} is located in the city of'.")
+    ],
+    target_new: Annotated[str, typer.Option("--target-new", help="The new object, e.g. 'Rome'.")],
+    target_true: Annotated[
+        str | None, typer.Option("--target-true", help="The current object, to report its probability.")
+    ] = None,
+    model: Annotated[
+        str, typer.Option(help="Embedded name, tiny-*, local folder or hub id.")
+    ] = "smollm2-135m",
+    layer: Annotated[int | None, typer.Option(help="Layer to edit (default from the hparams).")] = None,
+    hparams: Annotated[
+        str | None, typer.Option(help="ROME hparams name or .json (default: the model's).")
+    ] = None,
+    apply: Annotated[
+        list[Path] | None,
+        typer.Option("--apply", help="Saved edits to apply first, in order (sequential edits)."),
+    ] = None,
+    check: Annotated[
+        list[str] | None,
+        typer.Option("--check", help="Another full prompt to report before/after (repeatable)."),
+    ] = None,
+    save: Annotated[Path | None, typer.Option(help="Where to write the edit (see --save-as).")] = None,
+    save_as: Annotated[
+        str, typer.Option("--save-as", help="delta (a .safetensors file) | model (a Hugging Face folder).")
+    ] = "delta",
+    device: Annotated[str | None, typer.Option(help="cpu | cuda | auto.")] = None,
+    dtype: Annotated[str | None, typer.Option(help="float32 | bfloat16 | float16 | float64.")] = None,
+    threads: Annotated[int | None, typer.Option(help="torch CPU threads.")] = None,
+) -> None:
+    """Rewrite one fact with ROME (rank-one edit of one MLP output projection)."""
+    from neuronmap.edit.algorithm.edit import Edit, rome, save_model
+    from neuronmap.edit.algorithm.request import Request
+    from neuronmap.edit.scoring import mean_logprobs
+
+    if save_as not in ("delta", "model"):
+        raise NeuronmapError(f"--save-as takes delta or model, got {save_as!r}")
+    request = Request(prompt, subject, target_new, target_true).validate()
+    lm = _edit_model(model, device, dtype, threads)
+    prior = [Edit.load(path, lm) for path in apply or []]
+    for e in prior:
+        e.apply()
+    prompts = [request.text, *(check or [])]
+    targets = [t for t in (target_new, target_true) if t]
+
+    def probs() -> list[list[float]]:
+        return [mean_logprobs(lm, prompts, [t] * len(prompts)).exp().tolist() for t in targets]
+
+    before = probs()
+    edit = rome(lm, request, hparams, layer=layer, progress=True).apply()
+    after = probs()
+    con = Console(soft_wrap=True)
+    con.print(
+        f"[bold]edited layer {edit.layer}[/] ({edit.module_name}): {edit.info['steps']} steps, "
+        f"|delta| {edit.info['delta_norm']:.2f}, {edit.info['seconds']} s"
+    )
+    for i, text in enumerate(prompts):
+        cells = ", ".join(f"p({t!r}) {before[j][i]:.3f} -> {after[j][i]:.3f}" for j, t in enumerate(targets))
+        con.print(f"  {text!r}: {cells}")
+    if save is not None:
+        if save_as == "delta":
+            con.print(f"edit saved to {edit.save(save)}")
+        else:
+            con.print(f"edited model saved to {save_model(lm, save, [*prior, edit])}")
+
+
+@app.command("edit-eval")
+def edit_eval_cmd(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for results.parquet and summary.json.")],
+    facts: Annotated[
+        str, typer.Option(help="builtin:counterfact-lite or a CounterFact .json file.")
+    ] = "builtin:counterfact-lite",
+    model: Annotated[
+        str, typer.Option(help="Embedded name, tiny-*, local folder or hub id.")
+    ] = "smollm2-135m",
+    limit: Annotated[int | None, typer.Option(help="Evaluate the first N records (after --offset).")] = None,
+    offset: Annotated[int, typer.Option(help="Skip the first N records (a held-out slice for a sweep).")] = 0,
+    layers: Annotated[
+        str | None,
+        typer.Option("--layer", "--layers", help="Layer, or several for a sweep (comma-separated)."),
+    ] = None,
+    hparams: Annotated[
+        str | None, typer.Option(help="ROME hparams name or .json (default: the model's).")
+    ] = None,
+    fluency: Annotated[
+        bool, typer.Option("--fluency/--no-fluency", help="Sample generations for fluency.")
+    ] = True,
+    gen_tokens: Annotated[int, typer.Option("--gen-tokens", help="Tokens per generation (ROME: 100).")] = 100,
+    seed: Annotated[int, typer.Option(help="Seed of the generations.")] = 0,
+    device: Annotated[str | None, typer.Option(help="cpu | cuda | auto.")] = None,
+    dtype: Annotated[str | None, typer.Option(help="float32 | bfloat16 | float16 | float64.")] = None,
+    threads: Annotated[int | None, typer.Option(help="torch CPU threads.")] = None,
+) -> None:
+    """CounterFact-style evaluation of ROME: efficacy, paraphrase, neighbourhood, score, fluency."""
+    from rich.table import Table
+
+    from neuronmap.edit.api import run_eval
+
+    lm = _edit_model(model, device, dtype, threads)
+    s = run_eval(
+        out,
+        lm,
+        facts=facts,
+        limit=limit,
+        offset=offset,
+        hparams=hparams,
+        layers=_int_list(layers, "--layers"),
+        with_fluency=fluency,
+        max_new_tokens=gen_tokens,
+        seed=seed,
+    )
+    table = Table(
+        "layer", "efficacy", "paraphrase", "neighborhood", "score", "fluency", title=f"{s['records']} records"
+    )
+    for lay, m in s["by_layer"].items():
+        cells = [
+            f"{m[k]['edited'] * (1 if k == 'fluency' else 100):.1f} ({m[k]['unedited'] * (1 if k == 'fluency' else 100):.1f})"
+            for k in ("efficacy", "paraphrase", "neighborhood", "score", "fluency")
+        ]
+        table.add_row(lay, *cells)
+    con = Console(soft_wrap=True)
+    con.print(table)
+    con.print(
+        f"edited (unedited) model; percentages except fluency (n-gram entropy, bits). {out}, {s['seconds']} s"
+    )
 
 
 # ---- study -----------------------------------------------------------------------------------------------

@@ -1,0 +1,47 @@
+"""The outlier wing: a classifier on a frozen encoder, virtual outlier synthesis (VOS), synthesis of class
+activations at controlled dissimilarity with their nearest real texts, a labelling loop, and OOD evaluation.
+
+Names are imported lazily: ``import neuronmap.outliers`` costs nothing until one is used.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import Any
+
+_LAZY = {
+    "load_labelled": "neuronmap.outliers.data",
+    "LabelledTexts": "neuronmap.outliers.data",
+    "split_labels": "neuronmap.outliers.data",
+    "embed_texts": "neuronmap.outliers.embed",
+    "MLPHead": "neuronmap.outliers.classifier",
+    "Classifier": "neuronmap.outliers.classifier",
+    "SharedGaussian": "neuronmap.outliers.generative",
+    "ClassGaussian": "neuronmap.outliers.generative",
+    "GaussianMixture": "neuronmap.outliers.generative",
+    "make_generative": "neuronmap.outliers.generative",
+    "VirtualOutlierSynthesizer": "neuronmap.outliers.vos",
+    "TrainConfig": "neuronmap.outliers.vos",
+    "energy": "neuronmap.outliers.vos",
+    "uncertainty_loss": "neuronmap.outliers.vos",
+    "fit_head": "neuronmap.outliers.vos",
+    "DataConfig": "neuronmap.outliers.train",
+    "train_classifier": "neuronmap.outliers.train",
+    "synthesize": "neuronmap.outliers.synthesize",
+    "boundary_points": "neuronmap.outliers.synthesize",
+    "RefineConfig": "neuronmap.outliers.refine",
+    "refine": "neuronmap.outliers.refine",
+    "evaluate": "neuronmap.outliers.evaluate",
+    "auroc": "neuronmap.outliers.metrics",
+    "fpr_at_tpr": "neuronmap.outliers.metrics",
+    "energy_score": "neuronmap.outliers.metrics",
+    "msp_score": "neuronmap.outliers.metrics",
+}
+
+__all__ = list(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'neuronmap.outliers' has no attribute {name!r}")
