@@ -44,7 +44,11 @@ def main() -> None:
     print_table(rows)
     out = HERE / "results" / "latest.json"
     out.parent.mkdir(exist_ok=True)
-    meta = {"when": time.strftime("%Y-%m-%d %H:%M"), "machine": platform.machine(), "cpus": torch.get_num_threads()}
+    meta = {
+        "when": time.strftime("%Y-%m-%d %H:%M"),
+        "machine": platform.machine(),
+        "cpus": torch.get_num_threads(),
+    }
     out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")
 
 

@@ -55,7 +55,9 @@ def _alternating(a: Callable[[], None], b: Callable[[], None], repeats: int) -> 
     return statistics.median(ta), statistics.median(tb)
 
 
-def bench_model(name: str, n_batches: int, batch_size: int, ig_layers: list[int] | None, steps: int, repeats: int) -> list[Row]:
+def bench_model(
+    name: str, n_batches: int, batch_size: int, ig_layers: list[int] | None, steps: int, repeats: int
+) -> list[Row]:
     lm = load_model(name)
     batches = _batches(lm, n_batches, batch_size)
     layers = list(range(lm.n_layers))
@@ -84,7 +86,14 @@ def bench_model(name: str, n_batches: int, batch_size: int, ig_layers: list[int]
     t_ig_base, t_ig = _alternating(ig_baseline, ig, max(1, repeats // 2))
     return [
         _row("attribution", f"{name}: contexts/s", n_contexts / t_attr, "contexts/s", "", True),
-        _row("attribution", f"{name}: time / bare fwd+bwd", t_attr / t_base, "ratio", "<= 1.15", t_attr / t_base <= 1.15),
+        _row(
+            "attribution",
+            f"{name}: time / bare fwd+bwd",
+            t_attr / t_base,
+            "ratio",
+            "<= 1.15",
+            t_attr / t_base <= 1.15,
+        ),
         _row(
             "integrated-gradients",
             f"{name}: time / ({steps} steps x {len(ig_layers)} layers fwd+bwd)",
@@ -97,11 +106,20 @@ def bench_model(name: str, n_batches: int, batch_size: int, ig_layers: list[int]
 
 
 def _row(benchmark: str, case: str, value: float, unit: str, target: str, ok: bool) -> Row:
-    return {"benchmark": benchmark, "case": case, "value": round(value, 4), "unit": unit, "target": target, "ok": ok}
+    return {
+        "benchmark": benchmark,
+        "case": case,
+        "value": round(value, 4),
+        "unit": unit,
+        "target": target,
+        "ok": ok,
+    }
 
 
 def run(quick: bool = False) -> list[Row]:
-    rows = bench_model("tiny-gpt2", n_batches=8, batch_size=8, ig_layers=None, steps=20, repeats=5 if quick else 11)
+    rows = bench_model(
+        "tiny-gpt2", n_batches=8, batch_size=8, ig_layers=None, steps=20, repeats=5 if quick else 11
+    )
     rows += bench_model(
         "smollm2-135m",
         n_batches=2 if quick else 4,

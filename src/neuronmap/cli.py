@@ -125,6 +125,10 @@ def trace_cmd(
     workers: Annotated[int, typer.Option(help="Ray actors, each loading the model once.")] = 2,
     gpus_per_worker: Annotated[float, typer.Option("--gpus-per-worker", help="GPUs per Ray actor.")] = 0.0,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing trace in --out.")] = False,
+    group_by: Annotated[
+        str | None,
+        typer.Option("--group-by", help="Then group the contexts: pos and/or sense (see `neuronmap group`)."),
+    ] = None,
 ) -> None:
     """Score how much each MLP neuron matters for each context's target, into a run directory."""
     from neuronmap.trace.runner import TraceConfig, trace
@@ -155,6 +159,7 @@ def trace_cmd(
         address=address,
         workers=workers,
         gpus_per_worker=gpus_per_worker,
+        group_by=group_by,
     )
     result = trace(config, out, force=force)
     s = result.summary
@@ -169,6 +174,8 @@ def trace_cmd(
     out_console.print("top neurons (layer:neuron total score, contexts):")
     for n in s["top_neurons"]:
         out_console.print(f"  L{n['layer']}:{n['neuron']}  {n['total_score']:+.4f}  ({n['contexts']})")
+    if group_by:
+        out_console.print(f"contexts grouped by {group_by} (columns of {out / 'contexts.parquet'})")
 
 
 # ---- map (graph stage) ------------------------------------------------------------------------------------
@@ -314,6 +321,125 @@ def _print_map_summary(s: dict, path: Path) -> None:
 
 # ---- explore (explore stage) ------------------------------------------------------------------------------
 # EXPLORE COMMANDS: owned by the explore stage
+@app.command("explore")
+def explore_cmd(
+    run: Annotated[Path, typer.Argument(help="Run directory mapped by `neuronmap map`.")],
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Where to write the page (default RUN/explorer.html).")
+    ] = None,
+    figures: Annotated[
+        bool, typer.Option("--figures", help="Also draw the figures (as `neuronmap figures`).")
+    ] = False,
+    serve: Annotated[
+        bool, typer.Option("--serve", help="Then serve the run's files over HTTP until Ctrl-C.")
+    ] = False,
+    host: Annotated[str, typer.Option(help="--serve: address to bind (default: this machine only).")] = (
+        "127.0.0.1"
+    ),
+    port: Annotated[int, typer.Option(help="--serve: port (0 picks a free one).")] = 8000,
+) -> None:
+    """Write the run's interactive page: cluster map, cluster and neuron detail, layers, groups, token search."""
+    from neuronmap.explore.api import explore
+
+    result = explore(run, figures=figures, out=out)
+    s = result.summary
+    con = Console(soft_wrap=True)
+    con.print(f"[bold]page: {result.page}[/]")
+    con.print(
+        f"{s['clusters']} clusters ({s['merged_clusters']} after merging) of {s['neurons']:,} neurons, "
+        f"{s['method']} {s['scope']}, {s['contexts']:,} contexts; clusterability (pairs null): {s['clusterability']}"
+    )
+    if s["groups"]:
+        con.print("context groups: " + ", ".join(f"{c} ({n} values)" for c, n in s["groups"].items()))
+    con.print("most token-specific clusters:")
+    for c in s["specific"]:
+        con.print(
+            f"  #{c['cluster']} ({c['size']} neurons, {c['bits']:.2f} bits): {' '.join(repr(t) for t in c['tokens'])}"
+        )
+    for path in result.figures:
+        con.print(f"figure: {path}")
+    if serve:
+        from neuronmap.explore.serve import address, make_server
+
+        server = make_server(run, host, port)
+        con.print(f"serving {run} at {address(server)} (Ctrl-C to stop)")
+        sys.stdout.flush()
+        try:
+            server.serve_forever()
+        except KeyboardInterrupt:
+            pass
+        finally:
+            server.server_close()
+
+
+@app.command("figures")
+def figures_cmd(
+    run: Annotated[Path, typer.Argument(help="Run directory mapped by `neuronmap map`.")],
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Folder for the figures (default RUN/figures).")
+    ] = None,
+    figure_format: Annotated[str, typer.Option("--format", help="png,svg | png | svg.")] = "png,svg",
+) -> None:
+    """Figures for reports: cluster map, layers x clusters, clusterability curve, token groups, groups x clusters."""
+    from neuronmap.explore.figures import FORMATS, write_figures
+
+    formats = tuple(f.strip() for f in figure_format.split(",") if f.strip())
+    if not formats or any(f not in FORMATS for f in formats):
+        raise NeuronmapError(f"--format takes {', '.join(FORMATS)} (comma-separated), got {figure_format!r}")
+    con = Console(soft_wrap=True)
+    for path in write_figures(run, out, formats):
+        con.print(f"figure: {path}")
+
+
+@app.command("group")
+def group_cmd(
+    run: Annotated[Path, typer.Argument(help="Run directory written by `neuronmap trace`.")],
+    by: Annotated[str, typer.Option("--by", help="pos | sense | pos,sense.")],
+    model: Annotated[
+        str | None, typer.Option(help="sense: the traced model, if run.json's cannot be loaded here.")
+    ] = None,
+    layer: Annotated[
+        int | None, typer.Option(help="sense: hidden states after this layer (default the middle one).")
+    ] = None,
+    min_contexts: Annotated[
+        int, typer.Option("--min-contexts", help="sense: words in fewer contexts get no sense.")
+    ] = 4,
+    max_senses: Annotated[int, typer.Option("--max-senses", help="sense: most senses tried per word.")] = 4,
+    min_silhouette: Annotated[
+        float,
+        typer.Option(
+            "--min-silhouette", help="sense: split a word only when the cosine silhouette reaches this."
+        ),
+    ] = 0.4,
+    batch_size: Annotated[int, typer.Option("--batch-size", help="sense: contexts per forward pass.")] = 16,
+    seed: Annotated[int, typer.Option(help="sense: seed of k-means.")] = 0,
+    threads: Annotated[int | None, typer.Option(help="torch CPU threads.")] = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Group again even if done with these options.")
+    ] = False,
+) -> None:
+    """Add context groups to a traced run: part of speech (spaCy) and/or word sense of each target."""
+    from neuronmap.contexts.grouping import SenseParams, group_run
+
+    if threads is not None:
+        import torch
+
+        if threads < 1:
+            raise NeuronmapError("--threads must be at least 1")
+        torch.set_num_threads(threads)
+    params = SenseParams(layer, min_contexts, max_senses, min_silhouette, batch_size, seed)
+    record = group_run(run, by, model=model, sense=params, force=force)
+    con = Console(soft_wrap=True)
+    for name, info in record.items():
+        summary = info["summary"]
+        if name == "pos":
+            detail = ", ".join(f"{tag} {n}" for tag, n in summary["values"].items())
+        else:
+            detail = (
+                f"{summary['words']} words in enough contexts, {summary['words_with_senses']} with several senses, "
+                f"{summary['senses']} senses over {summary['contexts_with_sense']} contexts (see senses.parquet)"
+            )
+        con.print(f"[bold]{name}[/]: {detail}")
 
 
 # ---- edit wing -------------------------------------------------------------------------------------------
@@ -363,6 +489,9 @@ def causal_trace_cmd(
     kind: Annotated[
         str, typer.Option(help="States to restore: hidden, mlp, attn (comma-separated).")
     ] = "hidden,mlp,attn",
+    layers: Annotated[
+        str | None, typer.Option(help="Layers to restore at, comma-separated (default all).")
+    ] = None,
     window: Annotated[
         int, typer.Option(help="mlp/attn: restore this many consecutive layers around each layer.")
     ] = 10,
@@ -401,6 +530,7 @@ def causal_trace_cmd(
         facts=facts,
         limit=limit,
         kinds=_str_list(kind, "--kind"),
+        layers=_int_list(layers, "--layers"),
         window=window,
         samples=samples,
         noise=noise,

@@ -1,0 +1,624 @@
+"""The map stage: trace scores -> neuron<->token graph -> neuron graph -> communities -> tokens (RUN/graph/).
+
+``map_run`` is what ``neuronmap map`` calls. Everything is computed first and written into a temporary folder
+that replaces ``RUN/graph`` only when complete; ``run.json`` says ``complete`` only after that. Outputs depend
+only on the inputs and the parameters (``seed`` included): the one timestamp is ``finished_at`` in
+``run.json``.
+
+Scope ``within-layer`` runs the whole pipeline (projection, clustering, nulls, stability) on each layer alone,
+so each layer has its own modularity, k and clusterability; ``cross-layer`` runs it once on all neurons.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import shutil
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from neuronmap.errors import NeuronmapError
+from neuronmap.graph.bipartite import EDGE_SCORES, TOKEN_FIELDS, bipartite_matrix, build_edges
+from neuronmap.graph.clusterability import NULL_KINDS, null_statistics, significance, stability
+from neuronmap.graph.communities import Leiden, Louvain, Spectral, SpectralSweep, canonical_labels
+from neuronmap.graph.export import EXPORT_FORMATS, write_exports
+from neuronmap.graph.projection import PROJECTIONS, GramOperator, gram_factor, gram_graph, gram_nnz_bound
+from neuronmap.graph.quality import Graph, cluster_weights, degrees, modularity, partition_table
+from neuronmap.graph.tokens import cluster_token_matrix, merge_clusters, token_groups, token_table
+from neuronmap.trace.store import RunDir, atomic_write_json, atomic_write_parquet, read_parquet
+
+METHODS = ("leiden", "louvain", "spectral")
+SCOPES = ("cross-layer", "within-layer")
+# spectral: the k whose n-cut beats the pairs null by the largest z, or by the largest gap (null mean - n-cut)
+K_SELECT = ("z", "gap")
+TABLES = ("edges", "neurons", "clusters", "cluster_tokens", "token_groups", "projection")
+# Above this many entries an exact projection is not materialised (spectral then uses an operator).
+EXACT_MAX_ENTRIES = 20_000_000
+SUMMARY_TOP = 10  # largest clusters in summary.json, and tokens per cluster in clusters.parquet
+
+
+def parse_k_range(value: str | Sequence[int]) -> tuple[int, ...]:
+    """``"2..50"`` (inclusive), ``"2,4,8"``, ``"8"`` or a sequence of ints."""
+    if isinstance(value, str):
+        text = value.replace(" ", "")
+        try:
+            if ".." in text:
+                low, high = (int(x) for x in text.split(".."))
+                ks = tuple(range(low, high + 1))
+            else:
+                ks = tuple(int(x) for x in text.split(",") if x)
+        except ValueError:
+            raise NeuronmapError(
+                f"--k-range {value!r}: expected LOW..HIGH, a comma list or one int"
+            ) from None
+    else:
+        ks = tuple(int(k) for k in value)
+    if not ks or min(ks) < 2:
+        raise NeuronmapError(f"--k-range {value!r}: needs at least one k, each k >= 2")
+    return tuple(sorted(set(ks)))
+
+
+def _choice(name: str, value: str, choices: Sequence[str]) -> None:
+    if value not in choices:
+        raise NeuronmapError(f"--{name.replace('_', '-')} {value!r}: expected one of {', '.join(choices)}")
+
+
+def _check(ok: bool, name: str, value: Any, rule: str) -> None:
+    if not ok:
+        raise NeuronmapError(f"--{name.replace('_', '-')} {value!r}: must be {rule}")
+
+
+@dataclass(frozen=True)
+class MapConfig:
+    """Parameters of the map stage, one per CLI option (see ``neuronmap map --help``)."""
+
+    edge_score: str = "positive"
+    min_edge: float = 0.0
+    top_k: int | None = None
+    token_field: str = "target"
+    projection: str = "weighted"
+    neighbors: int | None = 64
+    threshold: float | None = None
+    method: str = "leiden"
+    resolution: float = 1.0
+    k_range: str | Sequence[int] = "2..50"
+    k_select: str = "z"
+    scope: str = "cross-layer"
+    null_samples: int = 20
+    stability_seeds: int = 5
+    merge_threshold: float = 0.8
+    top_tokens: int = 50
+    export: str | Sequence[str] = ("graphml", "gexf")
+    export_max_edges: int = 250_000  # networkx writers: about 30 s and a few hundred MB per 200k edges
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        set_ = object.__setattr__  # frozen: normalise once, here
+        set_(self, "k_range", parse_k_range(self.k_range))
+        export = self.export.split(",") if isinstance(self.export, str) else list(self.export)
+        set_(self, "export", tuple(x.strip() for x in export if x.strip() and x.strip() != "none"))
+        set_(self, "neighbors", self.neighbors or None)
+        for name, choices in [
+            ("edge_score", EDGE_SCORES),
+            ("token_field", TOKEN_FIELDS),
+            ("projection", PROJECTIONS),
+            ("method", METHODS),
+            ("scope", SCOPES),
+            ("k_select", K_SELECT),
+        ]:
+            _choice(name, getattr(self, name), choices)
+        for fmt in self.export:
+            _choice("export", fmt, EXPORT_FORMATS)
+        _check(self.min_edge >= 0, "min_edge", self.min_edge, ">= 0")
+        _check(self.top_k is None or self.top_k >= 1, "top_k", self.top_k, ">= 1")
+        _check(self.neighbors is None or self.neighbors >= 1, "neighbors", self.neighbors, ">= 0 (0: exact)")
+        _check(self.threshold is None or self.threshold > 0, "threshold", self.threshold, "> 0")
+        _check(self.resolution > 0, "resolution", self.resolution, "> 0")
+        _check(self.null_samples >= 0, "null_samples", self.null_samples, ">= 0")
+        _check(self.stability_seeds >= 0, "stability_seeds", self.stability_seeds, ">= 0")
+        _check(self.merge_threshold > 0, "merge_threshold", self.merge_threshold, "> 0 (above 1: no merging)")
+        _check(self.top_tokens >= 1, "top_tokens", self.top_tokens, ">= 1")
+        _check(self.export_max_edges >= 0, "export_max_edges", self.export_max_edges, ">= 0")
+        _check(self.seed >= 0, "seed", self.seed, ">= 0")
+        if self.method == "spectral" and len(self.k_range) > 1 and self.null_samples < 2:
+            raise NeuronmapError(
+                "--method spectral chooses k by comparing the n-cut with shuffled nulls: "
+                "use --null-samples 2 or more, or a single --k-range value"
+            )
+
+    def record(self) -> dict[str, Any]:
+        """The parameters as plain JSON values (as stored in run.json and summary.json)."""
+        return json.loads(json.dumps(asdict(self)))
+
+
+@dataclass
+class MapResult:
+    """The map of a run: the tables of ``RUN/graph/`` as DataFrames, and ``summary.json`` as a dict."""
+
+    path: Path
+    summary: dict[str, Any]
+    edges: pd.DataFrame
+    neurons: pd.DataFrame
+    clusters: pd.DataFrame
+    cluster_tokens: pd.DataFrame
+    token_groups: pd.DataFrame
+    projection: pd.DataFrame | None = field(default=None)
+    reused: bool = False  # True when map_run found this map already complete and only loaded it
+
+    @classmethod
+    def load(cls, run: str | Path | RunDir) -> MapResult:
+        """Read a completed map back from ``RUN/graph/``."""
+        rd = run if isinstance(run, RunDir) else RunDir(run)
+        rd.require_stage("map")
+        folder = rd.path / "graph"
+        projection_path = folder / "projection.parquet"
+        return cls(
+            path=folder,
+            summary=json.loads((folder / "summary.json").read_text()),
+            projection=read_parquet(projection_path) if projection_path.is_file() else None,
+            **{name: read_parquet(folder / f"{name}.parquet") for name in TABLES if name != "projection"},
+        )
+
+
+# ---- one scope unit: all neurons, or one layer ----------------------------------------------------------
+def _neuron_graph(matrix: sp.csr_array, cfg: MapConfig) -> Graph:
+    factor = gram_factor(matrix, cfg.projection)
+    if cfg.neighbors is None and cfg.threshold is None and gram_nnz_bound(factor) > EXACT_MAX_ENTRIES:
+        if cfg.method != "spectral" or (factor.data < 0).any():
+            raise NeuronmapError(
+                f"the exact projection could hold {gram_nnz_bound(factor):,} entries, too many to "
+                "materialise: pass --neighbors (e.g. 64) or --threshold"
+                + ("" if cfg.method != "spectral" else " (or an --edge-score without negative weights)")
+            )
+        return GramOperator(factor)
+    return gram_graph(factor, cfg.neighbors, cfg.threshold)
+
+
+def _clusterer(cfg: MapConfig, seed: int, k: int | None = None) -> Leiden | Louvain | Spectral:
+    if cfg.method == "leiden":
+        return Leiden(cfg.resolution, random_state=seed)
+    if cfg.method == "louvain":
+        return Louvain(cfg.resolution, random_state=seed)
+    return Spectral(k, random_state=seed)
+
+
+def _map_unit(
+    matrix: sp.csr_array, layers: np.ndarray, cfg: MapConfig, unit: int, progress: bool
+) -> tuple[Graph, np.ndarray, dict[str, Any]]:
+    """Cluster one unit; returns its graph, canonical labels and its summary entry."""
+    graph = _neuron_graph(matrix, cfg)
+    n = matrix.shape[0]
+    info: dict[str, Any] = {
+        "layer": int(layers[0]) if cfg.scope == "within-layer" else None,
+        "neurons": n,
+        "neuron_edges": None if isinstance(graph, GramOperator) else int(graph.nnz // 2),
+        "materialised": not isinstance(graph, GramOperator),
+        "k": None,
+        "ncut_curve": None,
+        "clusterability": None,
+        "stability": None,
+        "notes": [],
+    }
+    kinds = [
+        k for k in NULL_KINDS if cfg.null_samples and not (k == "edges" and cfg.projection == "collaboration")
+    ]
+    if cfg.projection == "collaboration" and cfg.null_samples:
+        info["notes"].append("edges null skipped: the collaboration projection ignores edge weights")
+    seed = (cfg.seed, unit)
+    connected = int((degrees(graph) > 0).sum())
+    if connected < 2 or (cfg.method == "spectral" and connected < min(cfg.k_range)):
+        info["notes"].append(f"only {connected} neuron(s) share tokens: every neuron is its own cluster")
+        return graph, np.arange(n, dtype=np.int32), info
+
+    k = None
+    if cfg.method == "spectral":
+        sweep = SpectralSweep(cfg.k_range, random_state=cfg.seed, progress=progress).fit(graph)
+        ks = sweep.k_values_
+
+        def statistic(null: sp.csr_array, null_seed: int) -> np.ndarray:
+            result = SpectralSweep(ks, random_state=null_seed).fit(_neuron_graph(null, cfg))
+            curve = np.full(len(ks), np.nan)
+            curve[np.searchsorted(ks, result.k_values_)] = result.ncut_
+            return curve
+
+        nulls = null_statistics(
+            matrix, layers, statistic, kinds=kinds, n_samples=cfg.null_samples, seed=seed, progress=progress
+        )
+        curve = [
+            {"k": int(kk), "ncut": float(sweep.ncut_[i])}
+            | {
+                kind: significance(sweep.ncut_[i], nulls[kind][:, i], higher_is_better=False)
+                for kind in kinds
+            }
+            for i, kk in enumerate(ks)
+        ]
+        best = 0
+        if len(ks) > 1:  # MapConfig made sure there are null samples
+            score = [point["pairs"][cfg.k_select] for point in curve]
+            best = int(np.argmax([-math.inf if value is None else value for value in score]))
+            if score[best] is None:
+                info["notes"].append(f"no k has a {cfg.k_select} against the pairs null; took the smallest k")
+        k = int(ks[best])
+        labels = sweep.labels_[best]
+        info |= {"k": k, "ncut_curve": curve, "clusterability": {kind: curve[best][kind] for kind in kinds}}
+    else:
+        labels = _clusterer(cfg, cfg.seed).fit(graph).labels_
+
+        def statistic(null: sp.csr_array, null_seed: int) -> np.ndarray:
+            null_graph = _neuron_graph(null, cfg)
+            return np.array(
+                [modularity(null_graph, _clusterer(cfg, null_seed).fit(null_graph).labels_, cfg.resolution)]
+            )
+
+        nulls = null_statistics(
+            matrix, layers, statistic, kinds=kinds, n_samples=cfg.null_samples, seed=seed, progress=progress
+        )
+        real = modularity(graph, labels, cfg.resolution)
+        info["clusterability"] = {
+            kind: significance(real, nulls[kind][:, 0], higher_is_better=True) for kind in kinds
+        }
+    info["clusterability"] |= {"statistic": "ncut" if cfg.method == "spectral" else "modularity"}
+    seeds = [cfg.seed + i for i in range(1, cfg.stability_seeds + 1)]
+    info["stability"] = stability(labels, [_clusterer(cfg, s, k).fit(graph).labels_ for s in seeds], seeds)
+    return graph, labels, info
+
+
+# ---- the run ----------------------------------------------------------------------------------------------
+def _units(layers: np.ndarray, scope: str) -> list[slice]:
+    if scope == "cross-layer":
+        return [slice(0, len(layers))]
+    bounds = np.flatnonzero(np.r_[True, layers[1:] != layers[:-1], True])
+    return [slice(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+
+
+def _json_safe(obj: Any) -> Any:
+    """JSON values only: numpy scalars unboxed, NaN and infinities as null."""
+    if isinstance(obj, dict):
+        return {str(k): _json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_json_safe(v) for v in obj]
+    if isinstance(obj, np.generic):
+        obj = obj.item()
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+
+
+def _fingerprint(record: dict[str, Any] | None) -> str:
+    return hashlib.sha256(json.dumps(record, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _model_shape(manifest: dict[str, Any], edges: pd.DataFrame) -> tuple[int, int]:
+    model = manifest.get("model") or {}
+    try:
+        n_layers, d_mlp = int(model["n_layers"]), int(model["d_mlp"])
+    except (KeyError, TypeError, ValueError):
+        raise NeuronmapError(
+            "run.json: model.n_layers and model.d_mlp are missing; was it written by trace?"
+        ) from None
+    if edges["layer"].min() < 0 or edges["layer"].max() >= n_layers:
+        raise NeuronmapError(f"scores.parquet: a layer lies outside 0..{n_layers - 1} (model.n_layers)")
+    if edges["neuron"].min() < 0 or edges["neuron"].max() >= d_mlp:
+        raise NeuronmapError(f"scores.parquet: a neuron lies outside 0..{d_mlp - 1} (model.d_mlp)")
+    return n_layers, d_mlp
+
+
+def _cluster(
+    matrix: sp.csr_array, layers: np.ndarray, cfg: MapConfig, progress: bool
+) -> tuple[list[slice], list[Graph], list[dict[str, Any]], np.ndarray]:
+    """Cluster every scope unit; returns the units (row slices), their graphs and summaries, and the labels of
+    all neurons (canonical over all units, so cluster 0 is the largest)."""
+    units = _units(layers, cfg.scope)
+    graphs, infos, raw = [], [], np.empty(len(layers), np.int64)
+    offset = 0
+    for i, rows in enumerate(units):
+        graph, labels, info = _map_unit(matrix[rows], layers[rows], cfg, i, progress)
+        raw[rows] = labels + offset
+        offset += int(labels.max()) + 1
+        graphs.append(graph)
+        infos.append(info)
+    return units, graphs, infos, canonical_labels(raw)
+
+
+def _cluster_quality(
+    units: list[slice], graphs: list[Graph], infos: list[dict[str, Any]], labels: np.ndarray, cfg: MapConfig
+) -> tuple[pd.DataFrame, np.ndarray]:
+    """Per-cluster quality inside its own unit (a cluster's modularity term is normalised by its unit's
+    volume), and the unit of each cluster; adds each unit's totals to its summary."""
+    n_clusters = int(labels.max()) + 1
+    columns = {name: np.zeros(n_clusters) for name in ("volume", "within", "cut", "ncut", "modularity")}
+    unit_of_cluster = np.zeros(n_clusters, np.int64)
+    for i, (graph, rows, info) in enumerate(zip(graphs, units, infos, strict=True)):
+        present, local = np.unique(labels[rows], return_inverse=True)
+        table = partition_table(*cluster_weights(graph, local), cfg.resolution)
+        for name, values in columns.items():
+            values[present] = table[name].to_numpy()
+        unit_of_cluster[present] = i
+        info |= {
+            "clusters": len(present),
+            "modularity": float(table["modularity"].sum()) if info["neuron_edges"] != 0 else None,
+            "ncut": float(table["ncut"].sum()),
+        }
+    return pd.DataFrame(columns), unit_of_cluster
+
+
+def _describe(
+    matrix: sp.csr_array,
+    tokens: pd.DataFrame,
+    labels: np.ndarray,
+    unit_of_cluster: np.ndarray,
+    cfg: MapConfig,
+) -> tuple[np.ndarray, sp.csr_array, pd.DataFrame, pd.DataFrame]:
+    """Merged labels, cluster x token magnitudes, tokens per cluster (raw and merged) and token groups."""
+    magnitude_matrix = abs(matrix)
+    magnitude = cluster_token_matrix(magnitude_matrix, labels)
+    merged = merge_clusters(magnitude, labels, unit_of_cluster, cfg.merge_threshold)
+    cluster_tokens = pd.concat(
+        [
+            token_table(
+                cluster_token_matrix(matrix, part),
+                cluster_token_matrix(magnitude_matrix, part),
+                tokens,
+                cfg.top_tokens,
+                name,
+            )
+            for name, part in [("cluster", labels), ("merged", merged)]
+        ],
+        ignore_index=True,
+    )
+    return merged, magnitude, cluster_tokens, token_groups(magnitude, tokens, cfg.neighbors, cfg.seed)
+
+
+def _cluster_table(
+    labels: np.ndarray,
+    merged: np.ndarray,
+    layers: np.ndarray,
+    n_layers: int,
+    quality: pd.DataFrame,
+    unit_of_cluster: np.ndarray,
+    infos: list[dict[str, Any]],
+    magnitude: sp.csr_array,
+    cluster_tokens: pd.DataFrame,
+) -> pd.DataFrame:
+    n_clusters = len(quality)
+    hist = np.zeros((n_clusters, n_layers), np.int64)
+    np.add.at(hist, (labels, layers), 1)
+    top = cluster_tokens[(cluster_tokens["partition"] == "cluster") & (cluster_tokens["rank"] < SUMMARY_TOP)]
+    top_tokens = top.groupby("cluster")["token"].agg(list).reindex(range(n_clusters))
+    clusters = pd.DataFrame(
+        {
+            "cluster": np.arange(n_clusters, dtype=np.int32),
+            "merged_cluster": merged[np.unique(labels, return_index=True)[1]].astype(np.int32),
+            "layer": pd.array([infos[u]["layer"] for u in unit_of_cluster], dtype="Int32"),
+            "size": np.bincount(labels).astype(np.int64),
+            "main_layer": hist.argmax(axis=1).astype(np.int32),
+            "layer_hist": list(hist),
+        }
+    )
+    return pd.concat([clusters, quality], axis=1).assign(
+        token_weight=np.asarray(magnitude.sum(axis=1)).ravel(),
+        top_tokens=[t if isinstance(t, list) else [] for t in top_tokens],
+    )
+
+
+def _neuron_table(
+    neurons: pd.DataFrame,
+    d_mlp: int,
+    labels: np.ndarray,
+    merged: np.ndarray,
+    graphs: list[Graph],
+    matrix: sp.csr_array,
+) -> pd.DataFrame:
+    degree = [np.diff(g.indptr) if hasattr(g, "indptr") else [None] * g.shape[0] for g in graphs]
+    return neurons.assign(
+        global_id=neurons["layer"].to_numpy(np.int64) * d_mlp + neurons["neuron"].to_numpy(np.int64),
+        cluster=labels,
+        merged_cluster=merged,
+        degree=pd.array([x for part in degree for x in part], dtype="Int64"),
+        strength=np.concatenate([degrees(g) for g in graphs]),
+        n_tokens=np.diff(matrix.indptr).astype(np.int64),
+        token_weight=np.asarray(abs(matrix).sum(axis=1)).ravel(),
+    )
+
+
+def _projection_table(whole: sp.csr_array, global_id: np.ndarray) -> pd.DataFrame:
+    upper = sp.triu(whole, k=1).tocoo()
+    order = np.lexsort((upper.col, upper.row))
+    return pd.DataFrame(
+        {
+            "source": global_id[upper.row[order]],
+            "target": global_id[upper.col[order]],
+            "weight": upper.data[order],
+        }
+    )
+
+
+def _summary(
+    cfg: MapConfig,
+    manifest: dict[str, Any],
+    counts: dict[str, int | None],
+    clusters: pd.DataFrame,
+    neurons: pd.DataFrame,
+    infos: list[dict[str, Any]],
+) -> dict[str, Any]:
+    def layer_counts(hist: np.ndarray) -> dict[str, int]:
+        return {str(layer): int(count) for layer, count in enumerate(hist) if count}
+
+    merged_sizes = clusters.groupby("merged_cluster")["cluster"].agg(list)
+    per_layer = neurons.groupby("layer")["cluster"].nunique()
+    return {
+        "method": cfg.method,
+        "projection": cfg.projection,
+        "scope": cfg.scope,
+        "params": cfg.record(),
+        "model": {
+            k: (manifest.get("model") or {}).get(k) for k in ("spec", "n_layers", "d_mlp", "weights_hash")
+        },
+        "counts": counts,
+        # Over all units together (for within-layer: the block-diagonal graph of the layers).
+        "modularity": float(
+            partition_table(clusters["within"].to_numpy(), clusters["volume"].to_numpy(), cfg.resolution)[
+                "modularity"
+            ].sum()
+        ),
+        "ncut": float(clusters["ncut"].sum()),
+        "clusters_per_layer": {str(layer): int(count) for layer, count in per_layer.items()},
+        "layer_histograms": {
+            str(row.cluster): layer_counts(row.layer_hist)
+            for row in clusters.itertuples()
+            if row.size > 1 and cfg.scope == "cross-layer"
+        },
+        "units": infos,
+        "merges": [
+            {"merged_cluster": int(m), "clusters": members}
+            for m, members in merged_sizes.items()
+            if len(members) > 1
+        ],
+        "largest_clusters": [
+            {
+                "cluster": int(row.cluster),
+                "size": int(row.size),
+                "layers": layer_counts(row.layer_hist),
+                "top_tokens": row.top_tokens,
+            }
+            for row in clusters.head(SUMMARY_TOP).itertuples()
+        ],
+        "notes": [],
+    }
+
+
+def _edges(rd: RunDir, cfg: MapConfig) -> tuple[pd.DataFrame, int, int]:
+    """The edges table and the numbers of contexts and scores; the trace's tables are freed on return (on a
+    100k-context trace they weigh as much as the projection)."""
+    contexts, scores = rd.contexts(), rd.scores()
+    edges = build_edges(
+        contexts,
+        scores,
+        edge_score=cfg.edge_score,
+        min_edge=cfg.min_edge,
+        top_k=cfg.top_k,
+        token_field=cfg.token_field,
+    )
+    return edges, len(contexts), len(scores)
+
+
+def _compute(
+    rd: RunDir, manifest: dict[str, Any], cfg: MapConfig, progress: bool
+) -> tuple[MapResult, sp.csr_array | None]:
+    edges, n_contexts, n_scores = _edges(rd, cfg)
+    n_layers, d_mlp = _model_shape(manifest, edges)
+    matrix, neurons, tokens = bipartite_matrix(edges)
+    layers = neurons["layer"].to_numpy(np.int64)
+
+    units, graphs, infos, labels = _cluster(matrix, layers, cfg, progress)
+    quality, unit_of_cluster = _cluster_quality(units, graphs, infos, labels, cfg)
+    merged, magnitude, cluster_tokens, groups = _describe(matrix, tokens, labels, unit_of_cluster, cfg)
+    clusters = _cluster_table(
+        labels, merged, layers, n_layers, quality, unit_of_cluster, infos, magnitude, cluster_tokens
+    )
+    neuron_table = _neuron_table(neurons, d_mlp, labels, merged, graphs, matrix)
+    materialised = all(not isinstance(g, GramOperator) for g in graphs)
+    whole = sp.block_diag(graphs, format="csr") if materialised else None
+    counts = {
+        "contexts": n_contexts,
+        "scores": n_scores,
+        "edges": len(edges),
+        "neurons": len(neurons),
+        "tokens": len(tokens),
+        "neuron_edges": None if whole is None else int(whole.nnz // 2),
+        "clusters": len(clusters),
+        "merged_clusters": int(merged.max()) + 1,
+        "singletons": int((clusters["size"] == 1).sum()),
+        "token_groups": int(groups["group"].max()) + 1,
+    }
+    summary = _summary(cfg, manifest, counts, clusters, neuron_table, infos)
+    if not materialised:
+        summary["notes"].append("the exact projection was not materialised: no projection table, no exports")
+    result = MapResult(
+        path=rd.path / "graph",
+        summary=summary,
+        edges=edges,
+        neurons=neuron_table,
+        clusters=clusters,
+        cluster_tokens=cluster_tokens,
+        token_groups=groups,
+        projection=None if whole is None else _projection_table(whole, neuron_table["global_id"].to_numpy()),
+    )
+    return result, whole
+
+
+def _write(result: MapResult, whole: sp.csr_array | None, cfg: MapConfig) -> list[str]:
+    """Write every output into a temporary folder, then swap it in for ``graph/``."""
+    final = result.path
+    tmp = final.with_name(f".graph.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        names = []
+        for name in TABLES:
+            table = getattr(result, name)
+            if table is not None:
+                atomic_write_parquet(table, tmp / f"{name}.parquet")
+                names.append(f"{name}.parquet")
+        if whole is not None and whole.nnz // 2 <= cfg.export_max_edges:
+            names += write_exports(whole, result.neurons, tmp, cfg.export)
+        elif cfg.export and whole is not None:
+            result.summary["notes"].append(
+                f"exports skipped: {whole.nnz // 2:,} edges > --export-max-edges {cfg.export_max_edges:,}"
+            )
+        result.summary["outputs"] = sorted([*names, "summary.json"])
+        result.summary = _json_safe(result.summary)
+        atomic_write_json(result.summary, tmp / "summary.json")
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    old = final.with_name(f".graph.old-{os.getpid()}")
+    if final.exists():
+        final.rename(old)
+    tmp.rename(final)
+    shutil.rmtree(old, ignore_errors=True)
+    return result.summary["outputs"]
+
+
+def map_run(
+    run: str | Path | RunDir, *, force: bool = False, progress: bool = False, **params: Any
+) -> MapResult:
+    """Map a traced run: build the graphs, find communities, describe them with tokens; write ``RUN/graph/``.
+
+    ``params`` are the fields of :class:`MapConfig`. If the run already has a complete map with the same
+    parameters from the same trace, it is loaded, not recomputed; a map with other parameters is replaced only
+    with ``force=True``. ``progress`` draws progress bars on a terminal.
+    """
+    cfg = MapConfig(**params)
+    rd = run if isinstance(run, RunDir) else RunDir(run)
+    manifest = rd.manifest()
+    trace = rd.require_stage("trace")
+    record, fingerprint = cfg.record(), _fingerprint(trace)
+    with rd.lock():
+        previous = rd.stage("map") or {}
+        if previous.get("status") == "complete" and not force:
+            if previous.get("params") == record and previous.get("trace") == fingerprint:
+                result = MapResult.load(rd)
+                result.reused = True
+                return result
+            what = "other parameters" if previous.get("params") != record else "an older trace"
+            raise NeuronmapError(f"{rd.path}: already mapped with {what}; pass --force to replace the map")
+        rd.set_stage("map", status="running", params=record, trace=fingerprint, outputs=None, error=None)
+        try:
+            result, whole = _compute(rd, manifest, cfg, progress)
+            outputs = _write(result, whole, cfg)
+        except BaseException as exc:
+            rd.set_stage("map", status="failed", error=str(exc) or type(exc).__name__)
+            raise
+        finished = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        rd.set_stage("map", status="complete", outputs=outputs, finished_at=finished)
+    return result
