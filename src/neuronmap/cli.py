@@ -125,10 +125,6 @@ def trace_cmd(
     workers: Annotated[int, typer.Option(help="Ray actors, each loading the model once.")] = 2,
     gpus_per_worker: Annotated[float, typer.Option("--gpus-per-worker", help="GPUs per Ray actor.")] = 0.0,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing trace in --out.")] = False,
-    group_by: Annotated[
-        str | None,
-        typer.Option("--group-by", help="Then group the contexts: pos and/or sense (see `neuronmap group`)."),
-    ] = None,
 ) -> None:
     """Score how much each MLP neuron matters for each context's target, into a run directory."""
     from neuronmap.trace.runner import TraceConfig, trace
@@ -159,7 +155,6 @@ def trace_cmd(
         address=address,
         workers=workers,
         gpus_per_worker=gpus_per_worker,
-        group_by=group_by,
     )
     result = trace(config, out, force=force)
     s = result.summary
@@ -174,8 +169,6 @@ def trace_cmd(
     out_console.print("top neurons (layer:neuron total score, contexts):")
     for n in s["top_neurons"]:
         out_console.print(f"  L{n['layer']}:{n['neuron']}  {n['total_score']:+.4f}  ({n['contexts']})")
-    if group_by:
-        out_console.print(f"contexts grouped by {group_by} (columns of {out / 'contexts.parquet'})")
 
 
 # ---- map (graph stage) ------------------------------------------------------------------------------------
