@@ -22,6 +22,7 @@ $(STAMP): pyproject.toml constraints.txt
 
 demo: setup
 	$(BIN)/neuronmap trace --model smollm2-135m --contexts builtin:facts --method attribution --out runs/demo --threads $(THREADS)
+	$(BIN)/neuronmap map runs/demo
 
 test: setup
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile tests
