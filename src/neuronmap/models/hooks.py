@@ -7,7 +7,7 @@ Nothing stays attached after the block, also when the block raises.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import torch
@@ -19,7 +19,30 @@ EditFn = Callable[[int, torch.Tensor], torch.Tensor]
 Positions = int | torch.Tensor | None
 
 
-class NeuronHook:
+class HookSet:
+    """Owns registered torch hook handles: removed on exit, on error while registering, or by ``remove()``."""
+
+    def __init__(self) -> None:
+        self._handles: list[RemovableHandle] = []
+
+    def _register(self, handles: Iterable[RemovableHandle]) -> None:
+        # A generator: each handle is kept as it is made, so a failure part-way still removes the earlier ones.
+        try:
+            self._handles.extend(handles)
+        except BaseException:
+            self.remove()
+            raise
+
+    def __exit__(self, *exc: object) -> None:
+        self.remove()
+
+    def remove(self) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles.clear()
+
+
+class NeuronHook(HookSet):
     """Capture and/or edit the MLP neurons of chosen layers for the duration of a ``with`` block.
 
     ``edit(layer, x)`` receives the neurons as a (batch, seq, d_mlp) tensor and returns the tensor to use instead.
@@ -46,7 +69,7 @@ class NeuronHook:
         self.positions = positions
         self.grad = grad
         self.acts: dict[int, torch.Tensor] = {}
-        self._handles: list[RemovableHandle] = []
+        super().__init__()
 
     def _pre_hook(self, layer: int) -> Callable[..., Any]:
         def hook(module: torch.nn.Module, args: tuple[Any, ...]) -> tuple[Any, ...] | None:
@@ -70,25 +93,15 @@ class NeuronHook:
 
     def __enter__(self) -> NeuronHook:
         self.acts = {}
-        try:
+
+        def register() -> Iterator[RemovableHandle]:
             for layer in self.layers:
-                module = self.adapter.modules[layer]
-                self._handles.append(module.register_forward_pre_hook(self._pre_hook(layer)))
+                yield self.adapter.modules[layer].register_forward_pre_hook(self._pre_hook(layer))
             if self.grad:
-                embeddings = self.adapter.input_embeddings()
-                self._handles.append(embeddings.register_forward_hook(self._embedding_hook))
-        except BaseException:
-            self.remove()
-            raise
+                yield self.adapter.input_embeddings().register_forward_hook(self._embedding_hook)
+
+        self._register(register())
         return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.remove()
-
-    def remove(self) -> None:
-        for handle in self._handles:
-            handle.remove()
-        self._handles.clear()
 
 
 def _select(x: torch.Tensor, positions: Positions) -> torch.Tensor:

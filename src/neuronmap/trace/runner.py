@@ -24,6 +24,7 @@ import pyarrow.parquet as pq
 import torch
 
 from neuronmap import __version__
+from neuronmap.contexts.grouping import group_run, parse_groupings
 from neuronmap.contexts.loaders import ContextSet, load_contexts
 from neuronmap.contexts.record import Context
 from neuronmap.errors import NeuronmapError
@@ -37,7 +38,7 @@ from neuronmap.trace.store import CONTEXTS, SCORES, RunDir, atomic_write_parquet
 PARTS = "parts"
 DROPPED = "contexts_dropped.parquet"
 # Files of later stages that a forced re-trace makes stale.
-DOWNSTREAM = ("graph", "explorer.html", "figures")
+DOWNSTREAM = ("graph", "explorer.html", "figures", "senses.parquet")
 
 
 @dataclass
@@ -69,6 +70,8 @@ class TraceConfig:
     address: str | None = field(default=None, metadata={"output": False})  # Ray cluster; None starts one
     workers: int = field(default=2, metadata={"output": False})
     gpus_per_worker: float = field(default=0.0, metadata={"output": False})
+    # pos and/or sense: group columns added after the trace (a stage of its own, so not a trace parameter).
+    group_by: str | None = field(default=None, metadata={"output": False})
 
     def output_params(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self) if f.metadata.get("output", True)}
@@ -114,6 +117,8 @@ class TraceConfig:
             raise NeuronmapError("--workers must be at least 1 and --gpus-per-worker at least 0")
         if self.keep not in ("auto", "known", "all"):
             raise NeuronmapError("--keep must be auto, known or all")
+        if self.group_by is not None:
+            parse_groupings(self.group_by)
 
 
 @dataclass
@@ -143,11 +148,20 @@ def trace(
     """Trace neuron importance for a set of contexts into the run directory ``out``.
 
     ``config`` fields may also be given as keyword arguments (``trace(out="runs/x", method="ablation")``). An already
-    ``loaded`` model may be passed to skip loading (it must be the model ``config.model`` names).
+    ``loaded`` model may be passed to skip loading (it must be the model ``config.model`` names). With ``group_by``,
+    ``neuronmap.contexts.grouping.group_run`` adds its group columns once the trace is complete (or was already).
     """
     config = TraceConfig(**{**(asdict(config) if config else {}), **overrides})
     config.validate()
-    run = RunDir(out)
+    result = _trace_locked(config, RunDir(out), force, progress, loaded)
+    if config.group_by:
+        group_run(result.run, config.group_by, loaded=loaded)
+    return result
+
+
+def _trace_locked(
+    config: TraceConfig, run: RunDir, force: bool, progress: bool, loaded: LoadedModel | None
+) -> TraceResult:
     with run.lock():
         previous = run.stage("trace")
         if previous is not None and not force:

@@ -1,0 +1,34 @@
+"""The edit wing: locate facts (causal tracing) and rewrite them (ROME), with CounterFact-style evaluation.
+
+Split as ROME's code is: data sets (``dsets``), the algorithm (``rome``), experiments (``experiments``); the
+hyper-parameters are JSON files under ``hparams/``, one per model family. Names are imported lazily.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import Any
+
+_LAZY = {
+    "rome": "neuronmap.edit.algorithm.edit",
+    "Edit": "neuronmap.edit.algorithm.edit",
+    "save_model": "neuronmap.edit.algorithm.edit",
+    "Request": "neuronmap.edit.algorithm.request",
+    "RomeHparams": "neuronmap.edit.hparams",
+    "load_hparams": "neuronmap.edit.hparams",
+    "second_moment": "neuronmap.edit.stats",
+    "second_moments": "neuronmap.edit.stats",
+    "SecondMoment": "neuronmap.edit.stats",
+    "trace_fact": "neuronmap.edit.experiments.causal_trace",
+    "trace_facts": "neuronmap.edit.experiments.causal_trace",
+    "evaluate": "neuronmap.edit.experiments.evaluate",
+    "load_records": "neuronmap.edit.dsets",
+}
+
+__all__ = list(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'neuronmap.edit' has no attribute {name!r}")

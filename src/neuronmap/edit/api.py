@@ -1,0 +1,266 @@
+"""What the CLI commands do, as functions: load, run, write files, return a summary to print.
+
+Every table is written atomically (``trace.store``); each output folder gets a ``run.json`` manifest with a
+stage record, like the trace stage's run directories.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from neuronmap.edit.dsets import Fact, load_facts, load_records
+from neuronmap.errors import NeuronmapError
+from neuronmap.models.loader import LoadedModel
+from neuronmap.trace.store import RunDir, atomic_write_json, atomic_write_parquet
+
+NOISE_FACTS = "builtin:facts"
+
+
+def run_causal_trace(
+    out: str | Path,
+    lm: LoadedModel,
+    *,
+    prompt: str | None = None,
+    subject: str | None = None,
+    target: str | None = None,
+    facts: str | None = None,
+    limit: int | None = None,
+    kinds: Sequence[str] = ("hidden", "mlp", "attn"),
+    layers: Sequence[int] | None = None,
+    window: int = 10,
+    samples: int = 10,
+    noise: float = 3.0,
+    noise_facts: str | None = None,
+    seed: int = 0,
+    keep: str = "auto",
+    document_start: bool | None = None,
+    formats: Sequence[str] = ("png", "svg"),
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Trace one prompt (``prompt``/``subject``) or a set (``facts``) into ``out``; see the module docstring of
+    ``experiments.causal_trace``. ``document_start`` None takes the model's ROME hparams. ``noise`` is a multiple of the std of the subject embeddings of
+    ``noise_facts`` (default: the traced set, or builtin:facts for one prompt)."""
+    from neuronmap.edit.experiments.causal_trace import TraceSettings, average_by_class, trace_fact
+    from neuronmap.edit.experiments.figures import average_heatmap, fact_heatmap
+    from neuronmap.edit.hparams import load_hparams
+    from neuronmap.progress import progress_bar
+
+    start = time.perf_counter()
+    if (prompt is None) == (facts is None):
+        raise NeuronmapError("give either --prompt with --subject (one fact) or --facts SET")
+    if keep not in ("auto", "known", "all"):
+        raise NeuronmapError(f"--keep takes known, all or auto, got {keep!r}")
+    if prompt is not None:
+        if subject is None:
+            raise NeuronmapError("--prompt needs --subject")
+        from neuronmap.edit.prompts import check_template
+
+        check_template(prompt, subject)
+        if target is not None and not target.strip():
+            raise NeuronmapError("--target is empty (leave it out to trace the model's own prediction)")
+        chosen, builtin = [Fact(0, prompt, subject, target)], False
+    else:
+        chosen, builtin = load_facts(str(facts), limit=limit, seed=seed)
+    if noise < 0:
+        raise NeuronmapError("--noise must not be negative")
+    noise_source = noise_facts or (facts if facts is not None else NOISE_FACTS)
+    settings = TraceSettings(
+        kinds=tuple(kinds),
+        layers=None if layers is None else tuple(layers),
+        window=window,
+        samples=samples,
+        noise_std=noise * _subject_std(lm, noise_source),
+        seed=seed,
+        document_start=load_hparams(model=lm.spec).document_start
+        if document_start is None
+        else document_start,
+    )
+    keep_known = keep == "known" or (keep == "auto" and facts is not None and builtin)
+    traces, dropped = [], 0
+    with progress_bar(
+        "causal trace", total=len(chosen), unit="fact", enabled=progress and len(chosen) > 1
+    ) as bar:
+        for fact in chosen:
+            tr = trace_fact(lm, fact, settings, progress=progress and len(chosen) == 1)
+            bar.advance()
+            if keep_known and not tr.known:
+                dropped += 1
+                continue
+            traces.append(tr)
+    if not traces:
+        raise NeuronmapError("no fact was kept: the model predicts none of their targets (try --keep all)")
+    out = Path(out)
+    run = RunDir(out)
+    with run.lock():
+        table = pd.concat([tr.table.assign(fact_id=tr.fact.fact_id) for tr in traces], ignore_index=True)[
+            ["fact_id", "kind", "layer", "position", "token", "effect", "indirect"]
+        ]
+        atomic_write_parquet(table, out / "causal_trace.parquet")
+        atomic_write_parquet(_facts_table(traces), out / "facts.parquet")
+        figures: list[Path] = []
+        average = None
+        if len(traces) > 1:
+            average = average_by_class(traces)
+            atomic_write_parquet(average, out / "causal_trace_average.parquet")
+            if formats:
+                figures = average_heatmap(average, out / "figures" / "average", len(traces), formats)
+        elif formats:
+            figures = fact_heatmap(traces[0], out / "figures" / f"fact_{traces[0].fact.fact_id}", formats)
+        summary = {
+            "facts": len(traces),
+            "facts_dropped": dropped,
+            "kinds": list(settings.kinds),
+            "window": settings.window,
+            "samples": settings.samples,
+            "noise": noise,
+            "noise_std": settings.noise_std,
+            "noise_facts": noise_source,
+            "p_clean_mean": float(pd.Series([t.p_clean for t in traces]).mean()),
+            "p_corrupted_mean": float(pd.Series([t.p_corrupted for t in traces]).mean()),
+            "peaks": _peaks(traces, average),
+            "figures": [str(p) for p in figures],
+            "seconds": round(time.perf_counter() - start, 1),
+        }
+        params = {
+            "prompt": prompt,
+            "subject": subject,
+            "target": target,
+            "facts": facts,
+            "limit": limit,
+            "layers": None if layers is None else list(layers),
+            "keep": keep,
+            "seed": seed,
+            "document_start": settings.document_start,
+        }
+        atomic_write_json(summary, out / "causal_trace_summary.json")
+        run.set_stage(
+            "causal_trace", status="complete", model=lm.describe(), parameters=params, summary=summary
+        )
+    return summary
+
+
+def _subject_std(lm: LoadedModel, source: str) -> float:
+    """Std of the subject embeddings of a fact set, cached per model and set (the built-in set takes half a
+    minute to build from countryinfo; a file is keyed by its content)."""
+    import hashlib
+    import json
+
+    from neuronmap.edit.experiments.causal_trace import subject_noise_std
+    from neuronmap.models.registry import cache_root
+
+    path = Path(source)
+    content = path.read_bytes() if path.is_file() else source.encode()
+    key = hashlib.sha256(lm.weights_hash.encode() + b"\0" + content).hexdigest()[:24]
+    cached = cache_root() / "edit" / "noise" / f"{key}.json"
+    if cached.is_file():
+        return float(json.loads(cached.read_text())["std"])
+    subjects = [f.subject for f in load_facts(source)[0]]
+    std = subject_noise_std(lm, subjects, 1.0)
+    atomic_write_json({"std": std, "source": source, "subjects": len(subjects)}, cached)
+    return std
+
+
+def _facts_table(traces: list[Any]) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "fact_id": [t.fact.fact_id for t in traces],
+            "prompt": [t.fact.prompt for t in traces],
+            "subject": [t.fact.subject for t in traces],
+            "target": [t.target for t in traces],
+            "relation": [t.fact.relation for t in traces],
+            "subject_start": [t.span[0] for t in traces],
+            "subject_end": [t.span[1] for t in traces],
+            "tokens": [t.tokens for t in traces],
+            "p_clean": [t.p_clean for t in traces],
+            "p_corrupted": [t.p_corrupted for t in traces],
+            "known": [t.known for t in traces],
+        }
+    )
+
+
+def _peaks(traces: list[Any], average: pd.DataFrame | None) -> dict[str, dict[str, Any]]:
+    """Per kind, the cell with the largest (average) indirect effect: where the fact is recalled."""
+    peaks = {}
+    if average is not None:
+        for kind, sel in average.groupby("kind"):
+            row = sel.loc[sel["indirect"].idxmax()]
+            peaks[str(kind)] = {
+                "layer": int(row["layer"]),
+                "position_class": row["position_class"],
+                "indirect": float(row["indirect"]),
+            }
+        return peaks
+    tr = traces[0]
+    for kind, sel in tr.table.groupby("kind"):
+        row = sel.loc[sel["indirect"].idxmax()]
+        peaks[str(kind)] = {
+            "layer": int(row["layer"]),
+            "position": int(row["position"]),
+            "token": row["token"],
+            "effect": float(row["effect"]),
+            "indirect": float(row["indirect"]),
+        }
+    return peaks
+
+
+def run_eval(
+    out: str | Path,
+    lm: LoadedModel,
+    *,
+    facts: str = "builtin:counterfact-lite",
+    limit: int | None = None,
+    offset: int = 0,
+    hparams: str | None = None,
+    layers: Sequence[int] | None = None,
+    with_fluency: bool = True,
+    max_new_tokens: int = 100,
+    seed: int = 0,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Evaluate ROME on CounterFact records into ``out`` (results.parquet, summary.json)."""
+    from neuronmap.edit.experiments.evaluate import evaluate
+    from neuronmap.edit.hparams import load_hparams
+
+    if max_new_tokens < 1:
+        raise NeuronmapError("--gen-tokens must be at least 1")
+    records = load_records(facts, limit=limit, offset=offset)
+    hp = load_hparams(hparams, model=lm.spec)
+    if layers:
+        lm.adapter.resolve_layers(list(layers))  # a clear error before any work
+    result = evaluate(
+        lm,
+        records,
+        hp,
+        layers=layers,
+        with_fluency=with_fluency,
+        max_new_tokens=max_new_tokens,
+        seed=seed,
+        progress=progress,
+    )
+    out = Path(out)
+    run = RunDir(out)
+    with run.lock():
+        atomic_write_parquet(result.results, out / "results.parquet")
+        summary = {**result.summary, "facts": facts, "limit": limit, "offset": offset}
+        atomic_write_json(summary, out / "summary.json")
+        params = {
+            "facts": facts,
+            "limit": limit,
+            "offset": offset,
+            "hparams": hparams,
+            "layers": layers,
+            "seed": seed,
+        }
+        run.set_stage(
+            "edit_eval",
+            status="complete",
+            model=lm.describe(),
+            parameters=params,
+            summary={k: summary[k] for k in ("efficacy", "paraphrase", "neighborhood", "score", "fluency")},
+        )
+    return summary

@@ -1,0 +1,1 @@
+"""Experiments: causal tracing of facts, CounterFact-style evaluation of edits, figures."""

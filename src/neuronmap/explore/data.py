@@ -1,0 +1,296 @@
+"""What the page and the figures show, computed from a mapped run directory's tables (no model, no torch).
+
+``load_view(run)`` reads ``contexts.parquet``, ``scores.parquet`` and ``graph/`` and derives, for each partition
+(the clusters as found, and as merged):
+
+- a 2-D position per cluster (``layout.embed_profiles``; a merged cluster sits at the size-weighted centre of its
+  parts, so that switching partitions does not move the map), sizes and layer histograms;
+- the *mass* of each (layer, cluster) cell: the sum of the run's scores of its neurons, made non-negative as the
+  map made its edges (``positive``: max(score, 0); ``abs`` and ``signed``: |score|), over all contexts and over
+  the contexts of each group value. The group x cluster matrix is its sum over layers;
+- token specificity: the KL divergence (bits) of a cluster's token distribution from the overall one, the
+  quantity whose terms rank a cluster's tokens (graph.tokens).
+
+Context groups are the columns of ``contexts.parquet`` beyond the trace's own (relation, topic, pos, sense, ...)
+with at most ``MAX_GROUP_VALUES`` distinct values and fewer than half as many values as contexts (a column
+that names each context, such as an id or a title, groups nothing).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from neuronmap.errors import NeuronmapError
+from neuronmap.explore.layout import embed_profiles
+from neuronmap.graph.api import MapResult
+from neuronmap.graph.bipartite import bipartite_matrix
+from neuronmap.graph.tokens import cluster_token_matrix
+from neuronmap.trace.store import RunDir
+
+TRACE_COLUMNS = frozenset(
+    {
+        "context_id",
+        "text",
+        "target",
+        "target_ids",
+        "subject",
+        "p_target",
+        "known",
+        "kept",
+        "input_ids",
+        "tokens",
+        "target_tokens",
+        "position",
+        "p_corrupted",
+    }
+)
+PARTITIONS = {"cluster": "cluster", "merged": "merged_cluster"}  # partition name -> neurons column
+MAX_GROUP_VALUES = 200
+MIN_SPECIFIC_SIZE = 5  # smaller clusters are trivially specific; the summary ranks the others
+
+
+@dataclass
+class Partition:
+    """One partition of the neurons into clusters, with everything drawn per cluster."""
+
+    name: str
+    labels: np.ndarray  # cluster of each neuron row
+    size: np.ndarray
+    layer_hist: np.ndarray  # (clusters, n_layers)
+    profiles: sp.csr_array  # (clusters, tokens): |edge weight| summed
+    xy: np.ndarray  # (clusters, 2)
+    specificity: np.ndarray  # KL bits of the token distribution from the overall one
+    members: list[list[int]] = field(default_factory=list)  # merged: the clusters each one joins
+
+    @property
+    def n(self) -> int:
+        return len(self.size)
+
+
+@dataclass
+class RunView:
+    """The tables of a mapped run and what explore derives from them."""
+
+    path: Path
+    manifest: dict[str, Any]
+    map: MapResult
+    contexts: pd.DataFrame
+    scores: pd.DataFrame  # with ``row`` (neuron row in map.neurons) and ``magnitude``; graph neurons only
+    tokens: pd.DataFrame  # token_id, token: the columns of ``matrix``
+    matrix: sp.csr_array  # neurons x tokens edge weights
+    n_layers: int
+    groups: dict[str, list[str]]  # group column -> its values, most frequent first
+    codes: dict[str, np.ndarray]  # group column -> value index of each context row (-1: none)
+    context_token: np.ndarray  # token column of each context row (-1: not in the graph)
+    partitions: dict[str, Partition]
+
+    @property
+    def summary(self) -> dict[str, Any]:
+        return self.map.summary
+
+    def mass(self, partition: str, column: str | None = None) -> pd.DataFrame:
+        """Score mass per (value, layer, cluster) for a group column, or per (layer, cluster) for all contexts."""
+        labels = self.partitions[partition].labels
+        frame = pd.DataFrame(
+            {
+                "layer": self.map.neurons["layer"].to_numpy()[self.scores["row"].to_numpy()],
+                "cluster": labels[self.scores["row"].to_numpy()],
+                "mass": self.scores["magnitude"].to_numpy(),
+            }
+        )
+        keys = ["layer", "cluster"]
+        if column is not None:
+            frame["value"] = self.codes[column][self.scores["ctx"].to_numpy()]
+            frame = frame[frame["value"] >= 0]
+            keys = ["value", *keys]
+        table = frame.groupby(keys, sort=True)["mass"].sum().reset_index()
+        return table[table["mass"] > 0].reset_index(drop=True)
+
+    def group_matrix(self, partition: str, column: str) -> np.ndarray:
+        """(values, clusters): each group value's share of its mass per cluster (rows sum to 1)."""
+        table = self.mass(partition, column)
+        matrix = np.zeros((len(self.groups[column]), self.partitions[partition].n))
+        np.add.at(matrix, (table["value"].to_numpy(), table["cluster"].to_numpy()), table["mass"].to_numpy())
+        totals = matrix.sum(axis=1, keepdims=True)
+        return matrix / np.where(totals > 0, totals, 1.0)
+
+
+def _group_columns(contexts: pd.DataFrame) -> tuple[dict[str, list[str]], dict[str, np.ndarray]]:
+    limit = min(MAX_GROUP_VALUES, max(2, len(contexts) // 2))
+    groups, codes = {}, {}
+    for column in contexts.columns:
+        if column in TRACE_COLUMNS:
+            continue
+        values = contexts[column].map(lambda v: None if v is None or v is pd.NA or v != v else str(v))
+        counts = values.value_counts()
+        if not 1 <= len(counts) <= limit:
+            continue
+        order = sorted(counts.index, key=lambda v: (-counts[v], v))
+        groups[column] = order
+        codes[column] = pd.Categorical(values, categories=order).codes.astype(np.int64)
+    return groups, codes
+
+
+def _context_tokens(contexts: pd.DataFrame, tokens: pd.DataFrame, token_field: str) -> np.ndarray:
+    """The graph token (a column of the bipartite matrix) each context links its neurons to, or -1."""
+    if token_field == "input":
+        ids = [int(i[p]) for i, p in zip(contexts["input_ids"], contexts["position"], strict=True)]
+    else:
+        ids = [int(t[0]) if len(t) else -1 for t in contexts["target_ids"]]
+    known = tokens["token_id"].to_numpy()
+    where = np.searchsorted(known, ids)
+    found = (where < len(known)) & (known[np.minimum(where, len(known) - 1)] == ids)
+    return np.where(found, where, -1)
+
+
+def _specificity(profiles: sp.csr_array) -> np.ndarray:
+    totals = np.asarray(profiles.sum(axis=1)).ravel()
+    overall = np.asarray(profiles.sum(axis=0)).ravel() / max(profiles.sum(), 1e-300)
+    coo = sp.coo_array(profiles)
+    keep = coo.data > 0
+    row, col, value = coo.row[keep], coo.col[keep], coo.data[keep]
+    share = value / totals[row]
+    return np.bincount(row, share * np.log2(share / overall[col]), minlength=profiles.shape[0])
+
+
+def _partition(
+    name: str,
+    labels: np.ndarray,
+    layers: np.ndarray,
+    n_layers: int,
+    magnitude: sp.csr_array,
+    base: Partition | None,
+    seed: int,
+) -> Partition:
+    n = int(labels.max()) + 1 if len(labels) else 0
+    hist = np.zeros((n, n_layers), np.int64)
+    np.add.at(hist, (labels, layers), 1)
+    profiles = cluster_token_matrix(magnitude, labels) if n else sp.csr_array((0, magnitude.shape[1]))
+    members: list[list[int]] = []
+    if base is None:
+        xy = embed_profiles(profiles, random_state=seed)
+    else:  # merged: at the size-weighted centre of the clusters it joins
+        parent = np.zeros(base.n, np.int64)
+        parent[base.labels] = labels
+        members = [np.flatnonzero(parent == m).tolist() for m in range(n)]
+        weights = base.size.astype(np.float64)
+        xy = np.array([np.average(base.xy[m], axis=0, weights=weights[m]) for m in members]).reshape(n, 2)
+    return Partition(
+        name, labels, np.bincount(labels, minlength=n), hist, profiles, xy, _specificity(profiles), members
+    )
+
+
+def _graph_scores(
+    scores: pd.DataFrame, neurons: pd.DataFrame, contexts: pd.DataFrame, edge_score: str
+) -> pd.DataFrame:
+    """The scores of the graph's neurons, with their neuron row, context row and non-negative magnitude."""
+    span = int(max(neurons["neuron"].max(), scores["neuron"].max())) + 1
+    neuron_key = neurons["layer"].to_numpy(np.int64) * span + neurons["neuron"].to_numpy(np.int64)
+    key = scores["layer"].to_numpy(np.int64) * span + scores["neuron"].to_numpy(np.int64)
+    row = np.searchsorted(neuron_key, key)
+    ctx = pd.Index(contexts["context_id"]).get_indexer(scores["context_id"])
+    keep = (row < len(neuron_key)) & (neuron_key[np.minimum(row, len(neuron_key) - 1)] == key) & (ctx >= 0)
+    value = scores["score"].to_numpy(np.float64)[keep]
+    return pd.DataFrame(
+        {
+            "row": row[keep],
+            "ctx": ctx[keep],
+            "context_id": scores["context_id"].to_numpy()[keep],
+            "score": value,
+            "magnitude": np.maximum(value, 0.0) if edge_score == "positive" else np.abs(value),
+        }
+    )
+
+
+def load_view(run: str | Path | RunDir) -> RunView:
+    """Read a mapped run and derive the view; a run without a complete map is a user error."""
+    rd = run if isinstance(run, RunDir) else RunDir(run)
+    manifest = rd.manifest()
+    rd.require_stage("trace")
+    if (rd.stage("map") or {}).get("status") != "complete":
+        raise NeuronmapError(f"{rd.path}: has no map yet; run `neuronmap map {rd.path}` first")
+    mapped = MapResult.load(rd)
+    neurons = mapped.neurons
+    matrix, rows, tokens = bipartite_matrix(mapped.edges)
+    if not (
+        len(rows) == len(neurons)
+        and (rows["layer"].to_numpy() == neurons["layer"].to_numpy()).all()
+        and (rows["neuron"].to_numpy() == neurons["neuron"].to_numpy()).all()
+    ):
+        raise NeuronmapError(
+            f"{rd.path / 'graph'}: edges.parquet and neurons.parquet disagree; map the run again"
+        )
+    contexts = rd.contexts()
+    n_layers = int((manifest.get("model") or {}).get("n_layers") or int(neurons["layer"].max()) + 1)
+    params = mapped.summary.get("params", {})
+
+    scores = _graph_scores(rd.scores(), neurons, contexts, params.get("edge_score", "positive"))
+    groups, codes = _group_columns(contexts)
+    layers = neurons["layer"].to_numpy(np.int64)
+    magnitude_matrix = abs(matrix)
+    seed = int(params.get("seed", 0))
+    split = _partition(
+        "cluster", neurons["cluster"].to_numpy(np.int64), layers, n_layers, magnitude_matrix, None, seed
+    )
+    merged_labels = neurons["merged_cluster"].to_numpy(np.int64)
+    merged = _partition("merged", merged_labels, layers, n_layers, magnitude_matrix, split, seed)
+    return RunView(
+        path=rd.path,
+        manifest=manifest,
+        map=mapped,
+        contexts=contexts,
+        scores=scores,
+        tokens=tokens,
+        matrix=matrix,
+        n_layers=n_layers,
+        groups=groups,
+        codes=codes,
+        context_token=_context_tokens(contexts, tokens, params.get("token_field", "target")),
+        partitions={"cluster": split, "merged": merged},
+    )
+
+
+def top_specific(view: RunView, n: int = 3, partition: str = "cluster") -> list[dict[str, Any]]:
+    """The ``n`` most token-specific clusters of at least ``MIN_SPECIFIC_SIZE`` neurons, with their top tokens."""
+    part = view.partitions[partition]
+    eligible = np.flatnonzero(part.size >= MIN_SPECIFIC_SIZE)
+    chosen = eligible[np.argsort(-part.specificity[eligible], kind="stable")[:n]]
+    ct = view.map.cluster_tokens
+    ct = ct[ct["partition"] == partition]
+    return [
+        {
+            "cluster": int(c),
+            "size": int(part.size[c]),
+            "bits": float(part.specificity[c]),
+            "tokens": ct[ct["cluster"] == c].sort_values("rank")["token"].head(5).tolist(),
+        }
+        for c in chosen
+    ]
+
+
+def clusterability_line(summary: dict[str, Any]) -> str:
+    """One line on the clusterability test of each scope unit (pairs null), as the CLI and the page say it."""
+    parts = []
+    for unit in summary.get("units", []):
+        test = (unit.get("clusterability") or {}).get("pairs")
+        if not test or test.get("p") is None:
+            continue
+        where = "all layers" if unit.get("layer") is None else f"layer {unit['layer']}"
+        z = test.get("z")
+        parts.append(f"{where}: p = {test['p']:.3g}" + ("" if z is None else f", z = {z:.1f}"))
+    if not parts:
+        return "clusterability not tested (--null-samples 0)"
+    if len(parts) > 4:
+        ps = sorted(
+            u["clusterability"]["pairs"]["p"]
+            for u in summary["units"]
+            if (u.get("clusterability") or {}).get("pairs", {}).get("p") is not None
+        )
+        return f"{len(ps)} layers tested: p from {ps[0]:.3g} to {ps[-1]:.3g} (median {ps[len(ps) // 2]:.3g})"
+    return "; ".join(parts)

@@ -1,0 +1,335 @@
+"""The interactive page: one self-contained HTML file, ``RUN/explorer.html``.
+
+The page inlines plotly.js as the ``plotly`` wheel ships it, the small glue script that links the views
+(``static/explorer.js``) and the run's data as JSON. Safety: the data sit in a ``type="application/json"``
+script with ``<``, ``>`` and ``&`` written as ``\\u003c``-style escapes, so no text from a model or a user can
+close the element; the glue script puts text into the page only as text nodes, and into plotly labels only
+HTML-escaped; a Content-Security-Policy allows the two inline scripts by hash and nothing else (no network, no
+inline event handlers).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import html
+import json
+import re
+from collections.abc import Iterable
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from neuronmap import __version__
+from neuronmap.explore.data import Partition, RunView, clusterability_line, load_view, top_specific
+from neuronmap.trace.store import RunDir, atomic_write_text
+
+PAGE = "explorer.html"
+TOP_TOKENS = 30  # tokens per cluster
+LAYER_TOKENS = 8  # tokens per (cluster, layer), for the layer filter
+TOP_CONTEXTS = 30  # contexts per cluster, filtered by group in the page
+NEURON_CONTEXTS = 10
+NEURON_TOKENS = 6
+TOKEN_CLUSTERS = 8  # search: clusters and neurons listed per token
+TOKEN_NEURONS = 8
+GROUP_TOKENS = 40  # token groups: tokens listed per group
+GROUP_CLUSTERS = 8
+HIST_BINS = 12
+CONTEXT_CHARS = 240  # the end of each context's text (the part next to its target)
+
+
+def _num(values: Iterable[float]) -> list[float]:
+    """Four significant digits: the page shows three, and JSON shrinks by half."""
+    return [float(f"{v:.4g}") for v in values]
+
+
+def _top_rows(keys: np.ndarray, values: np.ndarray, k: int) -> np.ndarray:
+    """Indices of the ``k`` largest ``values`` per key, ordered by key then value descending (ties: index)."""
+    order = np.lexsort((-values, keys))
+    sorted_keys = keys[order]
+    starts = np.flatnonzero(np.r_[True, sorted_keys[1:] != sorted_keys[:-1]]) if len(order) else order
+    rank = np.arange(len(order)) - np.repeat(starts, np.diff(np.r_[starts, len(order)]))
+    return order[rank < k]
+
+
+def _lists(n: int, keys: np.ndarray, *columns: Iterable[Any]) -> list[list[list[Any]]]:
+    """Rows grouped into one list per key 0..n-1, each row a list of the columns' values (keys sorted)."""
+    out: list[list[list[Any]]] = [[] for _ in range(n)]
+    for key, *row in zip(keys.tolist(), *columns, strict=True):
+        out[key].append(row)
+    return out
+
+
+class _Contexts:
+    """The contexts the page refers to, numbered as they are first referred to."""
+
+    def __init__(self) -> None:
+        self.rows: dict[int, int] = {}
+
+    def refs(self, rows: Iterable[int]) -> list[int]:
+        return [self.rows.setdefault(int(r), len(self.rows)) for r in rows]
+
+    def payload(self, view: RunView) -> dict[str, Any]:
+        rows = np.fromiter(self.rows, np.int64, len(self.rows))
+        ctx = view.contexts.iloc[rows]
+        texts = [t if len(t) <= CONTEXT_CHARS else "…" + t[-CONTEXT_CHARS:] for t in ctx["text"]]
+        return {
+            "id": ctx["context_id"].astype(np.int64).tolist(),
+            "text": texts,
+            "target": ctx["target"].astype(str).tolist(),
+            "p": _num(ctx["p_target"].fillna(0.0)) if "p_target" in ctx else [],
+            "codes": {col: view.codes[col][rows].tolist() for col in view.groups},
+        }
+
+
+def _token_cols(view: RunView, token_ids: np.ndarray) -> np.ndarray:
+    return np.searchsorted(view.tokens["token_id"].to_numpy(), token_ids)
+
+
+def _edge_rows(view: RunView) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(neuron row, token column, |weight|) of every bipartite edge."""
+    coo = sp.coo_array(view.matrix)
+    return coo.row.astype(np.int64), coo.col.astype(np.int64), np.abs(coo.data)
+
+
+def _partition_payload(view: RunView, part: Partition, contexts: _Contexts) -> dict[str, Any]:
+    labels, n = part.labels, part.n
+    ct = view.map.cluster_tokens
+    ct = ct[(ct["partition"] == part.name) & (ct["rank"] < TOP_TOKENS)].sort_values(["cluster", "rank"])
+    tokens = _lists(
+        n,
+        ct["cluster"].to_numpy(np.int64),
+        _token_cols(view, ct["token_id"].to_numpy()).tolist(),
+        _num(ct["weight"]),
+        _num(ct["lift"]),
+        _num(ct["share"]),
+    )
+    row, col, weight = _edge_rows(view)
+    layer = view.map.neurons["layer"].to_numpy(np.int64)[row]
+    cell = pd.DataFrame({"c": labels[row], "l": layer, "t": col, "w": weight})
+    cell = cell.groupby(["c", "l", "t"], sort=True)["w"].sum().reset_index()
+    key = cell["c"].to_numpy() * view.n_layers + cell["l"].to_numpy()
+    top = cell.iloc[_top_rows(key, cell["w"].to_numpy(), LAYER_TOKENS)]
+    layer_tokens: list[dict[int, list[list[float]]]] = [{} for _ in range(n)]
+    for c, lay, t, w in zip(
+        top["c"].tolist(), top["l"].tolist(), top["t"].tolist(), _num(top["w"]), strict=True
+    ):
+        layer_tokens[c].setdefault(lay, []).append([t, w])
+
+    sc = view.scores
+    per = pd.DataFrame({"c": labels[sc["row"].to_numpy()], "x": sc["ctx"].to_numpy(), "m": sc["magnitude"]})
+    per = per.groupby(["c", "x"], sort=True)["m"].sum().reset_index()
+    best = per.iloc[_top_rows(per["c"].to_numpy(), per["m"].to_numpy(), TOP_CONTEXTS)]
+    top_contexts = _lists(n, best["c"].to_numpy(), contexts.refs(best["x"]), _num(best["m"]))
+
+    groups = view.map.token_groups
+    members = sp.csr_array(
+        (
+            np.ones(len(groups)),
+            (groups["group"].to_numpy(), _token_cols(view, groups["token_id"].to_numpy())),
+        ),
+        shape=(int(groups["group"].max()) + 1 if len(groups) else 0, len(view.tokens)),
+    )
+    carried = sp.coo_array(members @ part.profiles.T)
+    share = (
+        carried.data
+        / np.maximum(np.bincount(carried.row, carried.data, minlength=members.shape[0]), 1e-300)[carried.row]
+    )
+    pick = _top_rows(carried.row.astype(np.int64), share, GROUP_CLUSTERS)
+    group_clusters = _lists(
+        members.shape[0], carried.row[pick].astype(np.int64), carried.col[pick].tolist(), _num(share[pick])
+    )
+    return {
+        "size": part.size.tolist(),
+        "x": _num(part.xy[:, 0]),
+        "y": _num(part.xy[:, 1]),
+        "hist": part.layer_hist.tolist(),
+        "bits": _num(part.specificity),
+        "tokens": tokens,
+        "layerTokens": [{str(k): v for k, v in d.items()} for d in layer_tokens],
+        "contexts": top_contexts,
+        "members": part.members,
+        "mass": _mass_payload(view, part.name),
+        "tokenGroupClusters": group_clusters,
+    }
+
+
+def _mass_payload(view: RunView, partition: str) -> dict[str, Any]:
+    all_ = view.mass(partition)
+    out: dict[str, Any] = {"all": {k: all_[c].tolist() for k, c in (("l", "layer"), ("c", "cluster"))}}
+    out["all"]["m"] = _num(all_["mass"])
+    for column in view.groups:
+        table = view.mass(partition, column)
+        out[column] = {k: table[c].tolist() for k, c in (("v", "value"), ("l", "layer"), ("c", "cluster"))}
+        out[column]["m"] = _num(table["mass"])
+    return out
+
+
+def _neuron_payload(view: RunView, contexts: _Contexts) -> dict[str, Any]:
+    neurons = view.map.neurons
+    n = len(neurons)
+    row, col, weight = _edge_rows(view)
+    pick = _top_rows(row, weight, NEURON_TOKENS)
+    tokens = _lists(n, row[pick], col[pick].tolist(), _num(weight[pick]))
+
+    sc = view.scores
+    srow, score = sc["row"].to_numpy(np.int64), sc["score"].to_numpy()
+    pick = _top_rows(srow, score, NEURON_CONTEXTS)
+    top = _lists(n, srow[pick], contexts.refs(sc["ctx"].to_numpy()[pick]), _num(score[pick]))
+    lo = np.full(n, np.inf)
+    hi = np.full(n, -np.inf)
+    np.minimum.at(lo, srow, score)
+    np.maximum.at(hi, srow, score)
+    lo, hi = np.where(np.isfinite(lo), lo, 0.0), np.where(np.isfinite(hi), hi, 0.0)
+    width = np.where(hi > lo, hi - lo, 1.0)
+    bins = np.clip(((score - lo[srow]) / width[srow] * HIST_BINS).astype(np.int64), 0, HIST_BINS - 1)
+    counts = np.bincount(srow * HIST_BINS + bins, minlength=n * HIST_BINS)
+    return {
+        "layer": neurons["layer"].tolist(),
+        "neuron": neurons["neuron"].tolist(),
+        "cluster": neurons["cluster"].tolist(),
+        "merged": neurons["merged_cluster"].tolist(),
+        "strength": _num(neurons["strength"]),
+        "degree": [None if pd.isna(d) else int(d) for d in neurons["degree"]],
+        "tokens": tokens,
+        "contexts": top,
+        "lo": _num(lo),
+        "hi": _num(hi),
+        "hist": counts.tolist(),
+    }
+
+
+def _search_payload(view: RunView) -> dict[str, Any]:
+    """Per token: the clusters (found partition) and neurons that carry it, and the group values of its
+    contexts."""
+    profiles = sp.coo_array(view.partitions["cluster"].profiles.T)
+    tok, cluster, weight = profiles.row.astype(np.int64), profiles.col, profiles.data
+    pick = _top_rows(tok, weight, TOKEN_CLUSTERS)
+    n = len(view.tokens)
+    row, col, w = _edge_rows(view)
+    npick = _top_rows(col, w, TOKEN_NEURONS)
+    has_token = view.context_token >= 0
+    values = {}
+    for column, codes in view.codes.items():
+        ok = has_token & (codes >= 0)
+        pairs = (
+            np.unique(np.c_[view.context_token[ok], codes[ok]], axis=0) if ok.any() else np.zeros((0, 2), int)
+        )
+        values[column] = {"t": pairs[:, 0].tolist(), "v": pairs[:, 1].tolist()}
+    return {
+        "clusters": _lists(n, tok[pick], cluster[pick].tolist(), _num(weight[pick])),
+        "neurons": _lists(n, col[npick], row[npick].tolist(), _num(w[npick])),
+        "values": values,
+    }
+
+
+def _token_groups_payload(view: RunView) -> list[dict[str, Any]]:
+    groups = view.map.token_groups.sort_values(["group", "rank"])
+    out = []
+    for g, rows in groups.groupby("group", sort=True):
+        head = rows.head(GROUP_TOKENS)
+        out.append(
+            {
+                "group": int(g),
+                "size": len(rows),
+                "tokens": _token_cols(view, head["token_id"].to_numpy()).tolist(),
+                "weights": _num(head["weight"]),
+            }
+        )
+    return out
+
+
+def _meta(view: RunView) -> dict[str, Any]:
+    s = view.summary
+    trace = view.manifest["stages"].get("trace", {})
+    model = view.manifest.get("model") or {}
+    stability = [
+        u["stability"]["mean"]
+        for u in s.get("units", [])
+        if (u.get("stability") or {}).get("mean") is not None
+    ]
+    return {
+        "run": view.path.resolve().name,
+        "model": model.get("spec"),
+        "nLayers": view.n_layers,
+        "dMlp": model.get("d_mlp"),
+        "trace": {k: trace.get("params", {}).get(k) for k in ("method", "contexts", "top_k", "positions")},
+        "contexts": len(view.contexts),
+        "map": {k: s.get(k) for k in ("method", "projection", "scope")},
+        "edgeScore": s.get("params", {}).get("edge_score"),
+        "tokenField": s.get("params", {}).get("token_field"),
+        "counts": s.get("counts", {}),
+        "modularity": s.get("modularity"),
+        "clusterability": clusterability_line(s),
+        "stability": float(np.mean(stability)) if stability else None,
+        "specific": top_specific(view),
+        "notes": s.get("notes", []),
+        "version": __version__,
+    }
+
+
+def build_payload(view: RunView) -> dict[str, Any]:
+    """Everything the page shows, as plain JSON values."""
+    contexts = _Contexts()
+    payload = {
+        "meta": _meta(view),
+        "tokens": view.tokens["token"].astype(str).tolist() if "token" in view.tokens else [],
+        "neurons": _neuron_payload(view, contexts),
+        "partitions": {
+            name: _partition_payload(view, part, contexts) for name, part in view.partitions.items()
+        },
+        "groups": view.groups,
+        "groupCounts": {
+            c: np.bincount(v[v >= 0], minlength=len(view.groups[c])).tolist() for c, v in view.codes.items()
+        },
+        "tokenGroups": _token_groups_payload(view),
+        "search": _search_payload(view),
+    }
+    payload["contexts"] = contexts.payload(view)
+    return payload
+
+
+def _script_json(data: Any) -> str:
+    """JSON that cannot end its <script> element or open another: <, > and & escaped."""
+    text = json.dumps(data, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    return text.replace("&", "\\u0026").replace("<", "\\u003c").replace(">", "\\u003e")
+
+
+def _hash(script: str) -> str:
+    return "'sha256-" + base64.b64encode(hashlib.sha256(script.encode("utf-8")).digest()).decode() + "'"
+
+
+def render_page(payload: dict[str, Any]) -> str:
+    """The HTML of the page for a payload (from ``build_payload``)."""
+    from plotly.offline import get_plotlyjs
+
+    static = resources.files("neuronmap.explore") / "static"
+    plotly_js, app_js = get_plotlyjs(), (static / "explorer.js").read_text("utf-8")
+    csp = (
+        "default-src 'none'; script-src "
+        + " ".join(_hash(s) for s in (plotly_js, app_js))
+        + "; style-src 'unsafe-inline'; img-src data: blob:; font-src data:; connect-src 'none'; "
+        "base-uri 'none'; form-action 'none'"
+    )
+    parts = {
+        "TITLE": html.escape(f"neuronmap · {payload['meta']['run']}"),
+        "CSP": html.escape(csp, quote=False),  # no double quote in it: it stays readable
+        "STYLE": (static / "explorer.css").read_text("utf-8"),
+        "PLOTLY": plotly_js,
+        "APP": app_js,
+        "DATA": _script_json(payload),
+    }
+    template = (static / "explorer.html").read_text("utf-8")
+    return re.sub(r"\{\{(TITLE|CSP|STYLE|PLOTLY|APP|DATA)\}\}", lambda m: parts[m[1]], template)
+
+
+def write_page(run: str | Path | RunDir, out: str | Path | None = None, view: RunView | None = None) -> Path:
+    """Write the page of a mapped run (default ``RUN/explorer.html``); returns its path."""
+    view = view or load_view(run)
+    path = Path(out) if out is not None else view.path / PAGE
+    atomic_write_text(render_page(build_payload(view)), path)
+    return path

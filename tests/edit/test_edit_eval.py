@@ -1,0 +1,88 @@
+"""CounterFact-style metrics against hand computations, and the evaluation loop leaving weights untouched."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from neuronmap.edit.dsets import LITE, load_records
+from neuronmap.edit.experiments.evaluate import evaluate, record_metrics, summarise
+from neuronmap.edit.experiments.fluency import generate, ngram_entropy
+from neuronmap.edit.scoring import mean_logprobs
+from neuronmap.trace.batch import collate, encode, forward_logits
+
+
+def test_mean_logprobs_matches_a_full_forward(fresh):
+    lm = fresh("tiny-gpt2")
+    prompts, targets = ["The Eiffel Tower is in", "Tokyo is the capital of"], ["New York", "Japan"]
+    got = mean_logprobs(lm, prompts, targets, batch_size=1)
+    for i, (p, t) in enumerate(zip(prompts, targets, strict=True)):
+        enc = encode(lm.tokenizer, p, t)
+        batch = collate([enc], lm.tokenizer.pad_token_id)
+        with torch.no_grad():
+            logp = forward_logits(lm.model, batch)[0].log_softmax(-1)
+        expected = sum(float(logp[enc.position + j, tok]) for j, tok in enumerate(enc.target_ids))
+        assert float(got[i]) == pytest.approx(expected / len(enc.target_ids), rel=1e-9)
+
+
+def test_record_metrics_by_hand(fresh):
+    lm = fresh("tiny-llama")
+    record = load_records(LITE, limit=1)[0]
+    m = record_metrics(lm, record)
+
+    def p(prompt, target):
+        return math.exp(float(mean_logprobs(lm, [prompt], [target])[0]))
+
+    new, true = record.request.target_new, record.target_true
+    assert m["efficacy"] == float(p(record.request.text, new) > p(record.request.text, true))
+    para = [p(q, new) - p(q, true) for q in record.paraphrase_prompts]
+    assert m["paraphrase"] == pytest.approx(sum(d > 0 for d in para) / len(para))
+    assert m["paraphrase_magnitude"] == pytest.approx(sum(para) / len(para))
+    neigh = [p(q, true) - p(q, new) for q in record.neighborhood_prompts]
+    assert m["neighborhood"] == pytest.approx(sum(d > 0 for d in neigh) / len(neigh))
+
+
+def test_ngram_entropy_reference():
+    assert ngram_entropy("a b c d") == pytest.approx((2 / 3 * math.log2(3) + 4 / 3 * math.log2(2)) / 2)
+    assert ngram_entropy("a a a a a a") == 0.0
+    assert ngram_entropy("x") == 0.0
+
+
+def test_generation_is_seeded_and_leaves_the_global_rng(fresh):
+    lm = fresh("tiny-llama")
+    state = torch.random.get_rng_state()
+    a = generate(lm, ["Paris is", "The history of Rome"], max_new_tokens=5, seed=3)
+    assert torch.equal(state, torch.random.get_rng_state())
+    assert a == generate(lm, ["Paris is", "The history of Rome"], max_new_tokens=5, seed=3)
+    assert a[0].startswith("Paris is") and len(a[0]) > len("Paris is")
+
+
+def test_evaluate_edits_and_restores(fresh, small_hparams):
+    lm = fresh("tiny-gpt2")
+    before = {k: v.clone() for k, v in lm.model.state_dict().items()}
+    records = load_records(LITE, limit=2)
+    ev = evaluate(lm, records, small_hparams, layers=[0, 1], max_new_tokens=4, progress=False)
+    assert all(torch.equal(v, before[k]) for k, v in lm.model.state_dict().items())
+    assert len(ev.results) == 4 and set(ev.results["layer"]) == {0, 1}
+    assert ev.summary["layers"] == [0, 1] and set(ev.summary["by_layer"]) == {"0", "1"}
+    for key in ("efficacy", "paraphrase", "neighborhood", "score", "fluency"):
+        assert set(ev.summary[key]) == {"edited", "unedited"}
+    first = ev.results[ev.results["layer"] == 0]
+    assert ev.summary["efficacy"]["edited"] == pytest.approx(first["efficacy_post"].mean())
+    # The unedited columns do not depend on the layer.
+    assert (ev.results.groupby("case_id")["p_new_pre"].nunique() == 1).all()
+
+
+def test_summarise_harmonic_mean():
+    import pandas as pd
+
+    rows = pd.DataFrame(
+        {
+            f"{m}_{s}": [v]
+            for m, v in (("efficacy", 1.0), ("paraphrase", 0.5), ("neighborhood", 0.5))
+            for s in ("pre", "post")
+        }
+    )
+    assert summarise(rows)["score"]["edited"] == pytest.approx(3 / (1 + 2 + 2))
