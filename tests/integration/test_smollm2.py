@@ -56,3 +56,16 @@ def test_trace_five_facts(tmp_path, smol):
     assert scores["layer"].between(0, 29).all() and scores["neuron"].between(0, 1535).all()
     manifest = json.loads((tmp_path / "run" / "run.json").read_text())
     assert manifest["model"]["arch"] == "llama" and manifest["stages"]["trace"]["status"] == "complete"
+
+
+def test_smollm2_as_the_outliers_encoder(smol):
+    """A causal LM as the frozen encoder: right padding keeps each text's mean-pooled state as if alone."""
+    from neuronmap.outliers.embed import embed_texts
+
+    texts = ["A short one.", "The Eiffel Tower is a wrought-iron lattice tower in Paris, France.", "Cats purr."]
+    batched, digest = embed_texts(texts, "smollm2-135m", loaded=smol, use_cache=False, progress=False)
+    assert batched.shape == (3, 576) and digest == smol.weights_hash
+    for i, text in enumerate(texts):
+        alone, _ = embed_texts([text], "smollm2-135m", loaded=smol, use_cache=False, progress=False)
+        assert abs(alone[0] - batched[i]).max() < 1e-4 * max(1.0, abs(alone[0]).max())
+    assert abs(batched[0] - batched[2]).max() > 1e-2  # different texts, different embeddings
