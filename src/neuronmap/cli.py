@@ -238,6 +238,16 @@ def map_cmd(
     force: Annotated[
         bool, typer.Option("--force", help="Replace an existing map made with other options.")
     ] = False,
+    backend: Annotated[
+        str, typer.Option(help="local | ray (the projections' row blocks run as Ray tasks; same map).")
+    ] = "local",
+    address: Annotated[
+        str | None,
+        typer.Option("--address", help="Ray cluster address (ray: 'auto' or host:port); default starts one."),
+    ] = None,
+    workers: Annotated[
+        int, typer.Option("--workers", help="ray: CPUs of the local cluster started when no --address.")
+    ] = 2,
 ) -> None:
     """Map a traced run: neuron-token graph, neuron graph, communities, clusterability, tokens (RUN/graph/)."""
     from neuronmap.graph.api import map_run
@@ -246,6 +256,9 @@ def map_cmd(
         run,
         force=force,
         progress=True,
+        backend=backend,
+        address=address,
+        workers=workers,
         edge_score=edge_score,
         min_edge=min_edge,
         top_k=top_k,

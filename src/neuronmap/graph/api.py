@@ -31,13 +31,21 @@ from neuronmap.graph.bipartite import EDGE_SCORES, TOKEN_FIELDS, bipartite_matri
 from neuronmap.graph.clusterability import NULL_KINDS, null_statistics, significance, stability
 from neuronmap.graph.communities import Leiden, Louvain, Spectral, SpectralSweep, canonical_labels
 from neuronmap.graph.export import EXPORT_FORMATS, write_exports
-from neuronmap.graph.projection import PROJECTIONS, GramOperator, gram_factor, gram_graph, gram_nnz_bound
+from neuronmap.graph.projection import (
+    PROJECTIONS,
+    BlockRunner,
+    GramOperator,
+    gram_factor,
+    gram_graph,
+    gram_nnz_bound,
+)
 from neuronmap.graph.quality import Graph, cluster_weights, degrees, modularity, partition_table
 from neuronmap.graph.tokens import cluster_token_matrix, merge_clusters, token_groups, token_table
 from neuronmap.trace.store import RunDir, atomic_write_json, atomic_write_parquet, read_parquet
 
 METHODS = ("leiden", "louvain", "spectral")
 SCOPES = ("cross-layer", "within-layer")
+BACKENDS = ("local", "ray")  # where the projection's row blocks run
 # spectral: the k whose n-cut beats the pairs null by the largest z, or by the largest gap (null mean - n-cut)
 K_SELECT = ("z", "gap")
 TABLES = ("edges", "neurons", "clusters", "cluster_tokens", "token_groups", "projection")
@@ -170,7 +178,7 @@ class MapResult:
 
 
 # ---- one scope unit: all neurons, or one layer ----------------------------------------------------------
-def _neuron_graph(matrix: sp.csr_array, cfg: MapConfig) -> Graph:
+def _neuron_graph(matrix: sp.csr_array, cfg: MapConfig, runner: BlockRunner | None = None) -> Graph:
     factor = gram_factor(matrix, cfg.projection)
     if cfg.neighbors is None and cfg.threshold is None and gram_nnz_bound(factor) > EXACT_MAX_ENTRIES:
         if cfg.method != "spectral" or (factor.data < 0).any():
@@ -180,7 +188,7 @@ def _neuron_graph(matrix: sp.csr_array, cfg: MapConfig) -> Graph:
                 + ("" if cfg.method != "spectral" else " (or an --edge-score without negative weights)")
             )
         return GramOperator(factor)
-    return gram_graph(factor, cfg.neighbors, cfg.threshold)
+    return gram_graph(factor, cfg.neighbors, cfg.threshold, runner)
 
 
 def _clusterer(cfg: MapConfig, seed: int, k: int | None = None) -> Leiden | Louvain | Spectral:
@@ -192,10 +200,16 @@ def _clusterer(cfg: MapConfig, seed: int, k: int | None = None) -> Leiden | Louv
 
 
 def _map_unit(
-    matrix: sp.csr_array, layers: np.ndarray, cfg: MapConfig, unit: int, progress: bool
+    matrix: sp.csr_array,
+    layers: np.ndarray,
+    cfg: MapConfig,
+    unit: int,
+    progress: bool,
+    runner: BlockRunner | None = None,
 ) -> tuple[Graph, np.ndarray, dict[str, Any]]:
-    """Cluster one unit; returns its graph, canonical labels and its summary entry."""
-    graph = _neuron_graph(matrix, cfg)
+    """Cluster one unit; returns its graph, canonical labels and its summary entry. ``runner`` computes the
+    row blocks of the projections (of the unit and of its nulls), e.g. on Ray."""
+    graph = _neuron_graph(matrix, cfg, runner)
     n = matrix.shape[0]
     info: dict[str, Any] = {
         "layer": int(layers[0]) if cfg.scope == "within-layer" else None,
@@ -225,7 +239,7 @@ def _map_unit(
         ks = sweep.k_values_
 
         def statistic(null: sp.csr_array, null_seed: int) -> np.ndarray:
-            result = SpectralSweep(ks, random_state=null_seed).fit(_neuron_graph(null, cfg))
+            result = SpectralSweep(ks, random_state=null_seed).fit(_neuron_graph(null, cfg, runner))
             curve = np.full(len(ks), np.nan)
             curve[np.searchsorted(ks, result.k_values_)] = result.ncut_
             return curve
@@ -254,7 +268,7 @@ def _map_unit(
         labels = _clusterer(cfg, cfg.seed).fit(graph).labels_
 
         def statistic(null: sp.csr_array, null_seed: int) -> np.ndarray:
-            null_graph = _neuron_graph(null, cfg)
+            null_graph = _neuron_graph(null, cfg, runner)
             return np.array(
                 [modularity(null_graph, _clusterer(cfg, null_seed).fit(null_graph).labels_, cfg.resolution)]
             )
@@ -313,7 +327,11 @@ def _model_shape(manifest: dict[str, Any], edges: pd.DataFrame) -> tuple[int, in
 
 
 def _cluster(
-    matrix: sp.csr_array, layers: np.ndarray, cfg: MapConfig, progress: bool
+    matrix: sp.csr_array,
+    layers: np.ndarray,
+    cfg: MapConfig,
+    progress: bool,
+    runner: BlockRunner | None = None,
 ) -> tuple[list[slice], list[Graph], list[dict[str, Any]], np.ndarray]:
     """Cluster every scope unit; returns the units (row slices), their graphs and summaries, and the labels of
     all neurons (canonical over all units, so cluster 0 is the largest)."""
@@ -321,7 +339,7 @@ def _cluster(
     graphs, infos, raw = [], [], np.empty(len(layers), np.int64)
     offset = 0
     for i, rows in enumerate(units):
-        graph, labels, info = _map_unit(matrix[rows], layers[rows], cfg, i, progress)
+        graph, labels, info = _map_unit(matrix[rows], layers[rows], cfg, i, progress, runner)
         raw[rows] = labels + offset
         offset += int(labels.max()) + 1
         graphs.append(graph)
@@ -512,14 +530,14 @@ def _edges(rd: RunDir, cfg: MapConfig) -> tuple[pd.DataFrame, int, int]:
 
 
 def _compute(
-    rd: RunDir, manifest: dict[str, Any], cfg: MapConfig, progress: bool
+    rd: RunDir, manifest: dict[str, Any], cfg: MapConfig, progress: bool, runner: BlockRunner | None = None
 ) -> tuple[MapResult, sp.csr_array | None]:
     edges, n_contexts, n_scores = _edges(rd, cfg)
     n_layers, d_mlp = _model_shape(manifest, edges)
     matrix, neurons, tokens = bipartite_matrix(edges)
     layers = neurons["layer"].to_numpy(np.int64)
 
-    units, graphs, infos, labels = _cluster(matrix, layers, cfg, progress)
+    units, graphs, infos, labels = _cluster(matrix, layers, cfg, progress, runner)
     quality, unit_of_cluster = _cluster_quality(units, graphs, infos, labels, cfg)
     merged, magnitude, cluster_tokens, groups = _describe(matrix, tokens, labels, unit_of_cluster, cfg)
     clusters = _cluster_table(
@@ -590,15 +608,32 @@ def _write(result: MapResult, whole: sp.csr_array | None, cfg: MapConfig) -> lis
 
 
 def map_run(
-    run: str | Path | RunDir, *, force: bool = False, progress: bool = False, **params: Any
+    run: str | Path | RunDir,
+    *,
+    force: bool = False,
+    progress: bool = False,
+    backend: str = "local",
+    address: str | None = None,
+    workers: int = 2,
+    **params: Any,
 ) -> MapResult:
     """Map a traced run: build the graphs, find communities, describe them with tokens; write ``RUN/graph/``.
 
     ``params`` are the fields of :class:`MapConfig`. If the run already has a complete map with the same
     parameters from the same trace, it is loaded, not recomputed; a map with other parameters is replaced only
     with ``force=True``. ``progress`` draws progress bars on a terminal.
+
+    ``backend="ray"`` runs the row blocks of the projections as Ray tasks (:mod:`neuronmap.graph.ray_blocks`):
+    on the cluster at ``address``, or on a local one with ``workers`` CPUs. The map is the same as the local
+    backend's, so the backend is not one of the map's parameters.
     """
     cfg = MapConfig(**params)
+    _choice("backend", backend, BACKENDS)
+    runner = None
+    if backend == "ray":
+        from neuronmap.graph.ray_blocks import RayBlocks
+
+        runner = RayBlocks(address, workers)  # checks that Ray is installed
     rd = run if isinstance(run, RunDir) else RunDir(run)
     manifest = rd.manifest()
     trace = rd.require_stage("trace")
@@ -614,7 +649,11 @@ def map_run(
             raise NeuronmapError(f"{rd.path}: already mapped with {what}; pass --force to replace the map")
         rd.set_stage("map", status="running", params=record, trace=fingerprint, outputs=None, error=None)
         try:
-            result, whole = _compute(rd, manifest, cfg, progress)
+            if runner is not None:
+                with runner:
+                    result, whole = _compute(rd, manifest, cfg, progress, runner)
+            else:
+                result, whole = _compute(rd, manifest, cfg, progress)
             outputs = _write(result, whole, cfg)
         except BaseException as exc:
             rd.set_stage("map", status="failed", error=str(exc) or type(exc).__name__)

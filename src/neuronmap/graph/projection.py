@@ -21,6 +21,9 @@ tokens whose product is sparse is pruned as a sparse matrix, so small traces sta
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Protocol
+
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
@@ -151,13 +154,104 @@ def _hub_columns(factor: sp.csr_array) -> np.ndarray:
     return np.sort(candidates)
 
 
+@dataclass(frozen=True)
+class GramBlocks:
+    """The factor of a blocked projection, split for row-block products: ``rest`` (sparse token columns) and
+    its transpose, ``dense`` (hub token columns, or None) and ``step`` (rows per block). It is what a Ray task
+    receives; :func:`gram_rows` computes any range of block-aligned rows from it."""
+
+    rest: sp.csr_array
+    rest_t: sp.csr_array
+    dense: np.ndarray | None
+    step: int
+
+    @property
+    def n(self) -> int:
+        return self.rest.shape[0]
+
+    def ranges(self, parts: int = 1) -> list[tuple[int, int]]:
+        """Split the rows into about ``parts`` ranges of whole blocks (the same blocks as one range has)."""
+        blocks = -(-self.n // self.step)
+        if blocks == 0:
+            return [(0, 0)]
+        per = -(-blocks // max(1, min(parts, blocks)))
+        return [(b * self.step, min(self.n, (b + per) * self.step)) for b in range(0, blocks, per)]
+
+
+def gram_blocks(factor: sp.sparray) -> GramBlocks:
+    """Split ``factor`` into hub columns (held dense) and the rest (sparse), and choose the block size."""
+    factor = sp.csr_array(factor)
+    n = factor.shape[0]
+    hubs = _hub_columns(factor)
+    rest_mask = np.ones(factor.shape[1], bool)
+    rest_mask[hubs] = False
+    dense = factor[:, hubs].toarray() if len(hubs) else None
+    rest = sp.csr_array(factor[:, np.flatnonzero(rest_mask)])
+    step = max(1, min(n, BLOCK_CELLS // max(n, 1)))
+    return GramBlocks(rest, sp.csr_array(rest.T), dense, step)
+
+
+def gram_rows(
+    blocks: GramBlocks, start: int, stop: int, neighbors: int | None, threshold: float | None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The kept (rows, cols, values) of rows ``start:stop`` of ``W`` (block-aligned ``start``), block by block."""
+    n, step, dense = blocks.n, blocks.step, blocks.dense
+    size = min(step, stop - start)
+    # Reused buffers (pages are only touched by dense blocks): fresh pages for every block cost more than the
+    # arithmetic.
+    block_buffer, scratch_buffer, mask_buffer = (
+        np.empty((size, n)),
+        np.empty((size, n)),
+        np.empty((size, n), bool),
+    )
+    kept_rows, kept_cols, kept_values = [], [], []
+    for first in range(start, stop, step):
+        last = min(stop, first + step)
+        partial = blocks.rest[first:last] @ blocks.rest_t
+        if dense is None and partial.nnz <= SPARSE_BLOCK_FILL * partial.shape[0] * n:
+            rows, cols, values = _select_sparse(partial, first, neighbors, threshold)
+        else:
+            block = partial.toarray(out=block_buffer[: last - first])
+            if dense is not None:
+                block += np.matmul(dense[first:last], dense.T, out=scratch_buffer[: last - first])
+            block[np.arange(last - first), np.arange(first, last)] = 0.0
+            rows, cols, values = _select_dense(block, mask_buffer[: last - first], neighbors, threshold)
+        kept_rows.append(rows + first)
+        kept_cols.append(cols)
+        kept_values.append(values)
+    if not kept_rows:
+        empty = np.empty(0, np.int64)
+        return empty, empty, np.empty(0)
+    return np.concatenate(kept_rows), np.concatenate(kept_cols), np.concatenate(kept_values)
+
+
+class BlockRunner(Protocol):
+    """Runs the row ranges of a blocked projection somewhere (e.g. as Ray tasks) and returns their kept
+    (rows, cols, values) in the order of ``ranges``."""
+
+    def gram_rows(
+        self,
+        blocks: GramBlocks,
+        ranges: list[tuple[int, int]],
+        neighbors: int | None,
+        threshold: float | None,
+    ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]: ...
+
+    def parts(self, blocks: GramBlocks) -> int: ...
+
+
 def gram_graph(
-    factor: sp.sparray, neighbors: int | None = None, threshold: float | None = None
+    factor: sp.sparray,
+    neighbors: int | None = None,
+    threshold: float | None = None,
+    runner: BlockRunner | None = None,
 ) -> sp.csr_array:
     """The neuron graph ``W = A Aᵀ`` without its diagonal, positive weights only.
 
     With neither ``neighbors`` nor ``threshold`` it is the exact sparse product. Otherwise rows are computed
     in blocks and pruned as they come, so memory is bounded by the block size, not by the density of ``W``.
+    A ``runner`` (e.g. :class:`neuronmap.graph.ray_blocks.RayBlocks`) computes ranges of blocks elsewhere; the
+    blocks and what each keeps are the same as here, so the graph is the same.
     """
     factor = sp.csr_array(factor)
     n = factor.shape[0]
@@ -171,36 +265,13 @@ def gram_graph(
         product.sort_indices()
         return product
 
-    hubs = _hub_columns(factor)
-    rest_mask = np.ones(factor.shape[1], bool)
-    rest_mask[hubs] = False
-    dense = factor[:, hubs].toarray() if len(hubs) else None
-    rest = factor[:, np.flatnonzero(rest_mask)]
-    rest_t = sp.csr_array(rest.T)
-    step = max(1, min(n, BLOCK_CELLS // max(n, 1)))
-    # Reused buffers (pages are only touched by dense blocks): fresh pages for every block cost more than the
-    # arithmetic.
-    block_buffer, scratch_buffer, mask_buffer = (
-        np.empty((step, n)),
-        np.empty((step, n)),
-        np.empty((step, n), bool),
-    )
-    kept_rows, kept_cols, kept_values = [], [], []
-    for start in range(0, n, step):
-        stop = min(n, start + step)
-        partial = rest[start:stop] @ rest_t
-        if dense is None and partial.nnz <= SPARSE_BLOCK_FILL * partial.shape[0] * n:
-            rows, cols, values = _select_sparse(partial, start, neighbors, threshold)
-        else:
-            block = partial.toarray(out=block_buffer[: stop - start])
-            if dense is not None:
-                block += np.matmul(dense[start:stop], dense.T, out=scratch_buffer[: stop - start])
-            block[np.arange(stop - start), np.arange(start, stop)] = 0.0
-            rows, cols, values = _select_dense(block, mask_buffer[: stop - start], neighbors, threshold)
-        kept_rows.append(rows + start)
-        kept_cols.append(cols)
-        kept_values.append(values)
-    return _symmetric(n, np.concatenate(kept_rows), np.concatenate(kept_cols), np.concatenate(kept_values))
+    blocks = gram_blocks(factor)
+    if runner is None:
+        kept = [gram_rows(blocks, 0, n, neighbors, threshold)]
+    else:
+        kept = runner.gram_rows(blocks, blocks.ranges(runner.parts(blocks)), neighbors, threshold)
+    rows, cols, values = (np.concatenate(parts) for parts in zip(*kept, strict=True))
+    return _symmetric(n, rows, cols, values)
 
 
 def project_matrix(
