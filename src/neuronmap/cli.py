@@ -792,6 +792,9 @@ _OMAX_LEN = Annotated[
     int, typer.Option("--max-length", help="Encoder tokens per text (longer are truncated).")
 ]
 _ODEVICE = Annotated[str | None, typer.Option("--device", help="Encoder device: cpu | cuda | auto.")]
+_ODTYPE = Annotated[
+    str | None, typer.Option("--dtype", help="Encoder dtype: float32 | bfloat16 | float16 | float64.")
+]
 _OTHREADS = Annotated[int | None, typer.Option("--threads", help="torch CPU threads.")]
 _OHIDDEN = Annotated[int, typer.Option("--hidden", help="Width of the penultimate layer.")]
 _OEPOCHS = Annotated[int, typer.Option("--epochs", help="Training epochs of the head.")]
@@ -875,6 +878,7 @@ def outliers_train_cmd(
     generative: _OGEN = "shared",
     components: _OCOMP = 3,
     device: _ODEVICE = None,
+    dtype: _ODTYPE = None,
     threads: _OTHREADS = None,
     force: Annotated[bool, typer.Option("--force", help="Replace a classifier already in --out.")] = False,
 ) -> None:
@@ -884,7 +888,8 @@ def outliers_train_cmd(
     data_config, train_config = _outlier_configs(
         threads,
         {"data": data, "encoder": encoder, "text_column": text_column, "label_column": label_column,
-         "limit": limit, "holdout": holdout, "data_seed": data_seed, "max_length": max_length, "device": device},
+         "limit": limit, "holdout": holdout, "data_seed": data_seed, "max_length": max_length,
+         "device": device, "dtype": dtype},
         {"hidden": hidden, "epochs": epochs, "batch_size": batch_size, "lr": lr, "weight_decay": weight_decay,
          "dropout": dropout, "seed": seed, "vos": vos, "queue": queue, "sample_from": sample_from,
          "select": select, "loss_weight": loss_weight, "start_epoch": start_epoch, "generative": generative,
@@ -1013,6 +1018,7 @@ def outliers_refine_cmd(
     generative: _OGEN = "shared",
     components: _OCOMP = 3,
     device: _ODEVICE = None,
+    dtype: _ODTYPE = None,
     threads: _OTHREADS = None,
 ) -> None:
     """Label pool texts nearest to synthesised boundary points vs random vs least-confident; retrain; compare."""
@@ -1023,7 +1029,8 @@ def outliers_refine_cmd(
     data_config, train_config = _outlier_configs(
         threads,
         {"data": data, "encoder": encoder, "text_column": text_column, "label_column": label_column,
-         "limit": limit, "holdout": holdout, "data_seed": data_seed, "max_length": max_length, "device": device},
+         "limit": limit, "holdout": holdout, "data_seed": data_seed, "max_length": max_length,
+         "device": device, "dtype": dtype},
         {"hidden": hidden, "epochs": epochs, "batch_size": batch_size, "lr": lr, "weight_decay": weight_decay,
          "dropout": dropout},
     )  # fmt: skip
@@ -1086,6 +1093,7 @@ def outliers_evaluate_cmd(
     generative: _OGEN = "shared",
     components: _OCOMP = 3,
     device: _ODEVICE = None,
+    dtype: _ODTYPE = None,
     threads: _OTHREADS = None,
 ) -> None:
     """Accuracy and OOD detection (AUROC, FPR95; energy and MSP) with and without VOS, over seeds."""
@@ -1094,7 +1102,8 @@ def outliers_evaluate_cmd(
     data_config, train_config = _outlier_configs(
         threads,
         {"data": data, "encoder": encoder, "text_column": text_column, "label_column": label_column,
-         "limit": limit, "holdout": holdout, "data_seed": data_seed, "max_length": max_length, "device": device},
+         "limit": limit, "holdout": holdout, "data_seed": data_seed, "max_length": max_length,
+         "device": device, "dtype": dtype},
         {"hidden": hidden, "epochs": epochs, "batch_size": batch_size, "lr": lr, "weight_decay": weight_decay,
          "dropout": dropout, "queue": queue, "sample_from": sample_from, "select": select,
          "loss_weight": loss_weight, "start_epoch": start_epoch, "generative": generative,

@@ -51,3 +51,14 @@ def test_changed_encoder_weights_are_refused(tiny_models):
     lm = tiny_models("tiny-bert")
     with pytest.raises(NeuronmapError, match="other weights than when the classifier was trained"):
         embed_texts(["never seen"], "tiny-bert", weights_hash="0" * 64, loaded=lm, progress=False)
+
+
+def test_dtype_is_part_of_the_cache_key(tiny_models, monkeypatch, tmp_path):
+    monkeypatch.setenv("NEURONMAP_CACHE", str(tmp_path))
+    full, weights_hash = embed_texts(TEXTS, "tiny-bert", progress=False)
+    half, half_hash = embed_texts(TEXTS, "tiny-bert", dtype="bfloat16", progress=False)
+    assert not np.array_equal(full, half)  # not the float32 entry read back
+    np.testing.assert_allclose(half, full, rtol=0.1, atol=0.05)  # the same model at lower precision
+    monkeypatch.setattr("neuronmap.models.loader.load_model", lambda *a, **k: 1 / 0)
+    again, _ = embed_texts(TEXTS, "tiny-bert", weights_hash=half_hash, dtype="bfloat16", progress=False)
+    np.testing.assert_array_equal(again, half)

@@ -33,10 +33,12 @@ def cache_dir() -> Path:
     return cache_root() / "outliers" / "embeddings"
 
 
-def cache_key(weights_hash: str, digest: str, max_length: int) -> str:
+def cache_key(weights_hash: str, digest: str, max_length: int, dtype: str | None = None) -> str:
     import hashlib
 
-    blob = json.dumps([CACHE_VERSION, weights_hash, digest, POOLING, max_length])
+    # float32 (the default) keeps the key it always had, so existing caches stay valid.
+    key = [CACHE_VERSION, weights_hash, digest, POOLING, max_length]
+    blob = json.dumps(key if dtype in (None, "float32") else [*key, dtype])
     return hashlib.sha256(blob.encode()).hexdigest()[:40]
 
 
@@ -73,6 +75,7 @@ def embed_texts(
     max_length: int = 128,
     batch_size: int = 32,
     device: str | None = None,
+    dtype: str | None = None,
     use_cache: bool = True,
     progress: bool = True,
 ) -> tuple[np.ndarray, str]:
@@ -86,27 +89,33 @@ def embed_texts(
         return np.zeros((0, 0), dtype=np.float32), weights_hash or ""
     digest = texts_digest(texts)
     if weights_hash is not None and use_cache:
-        hit = _read_cache(cache_key(weights_hash, digest, max_length), len(texts))
+        hit = _read_cache(cache_key(weights_hash, digest, max_length, dtype), len(texts))
         if hit is not None:
             return hit, weights_hash
     if loaded is None:
         from neuronmap.models.loader import load_model
 
-        loaded = load_model(encoder, device=device)
+        loaded = load_model(encoder, device=device, dtype=dtype)
     actual = loaded.weights_hash
     if weights_hash is not None and actual != weights_hash:
         raise NeuronmapError(
             f"encoder '{encoder}' has other weights than when the classifier was trained "
             f"({actual[:12]} != {weights_hash[:12]}); retrain the classifier"
         )
-    key = cache_key(actual, digest, max_length)
+    key = cache_key(actual, digest, max_length, dtype)
     if use_cache:
         hit = _read_cache(key, len(texts))
         if hit is not None:
             return hit, actual
     array = encode(loaded, texts, max_length=max_length, batch_size=batch_size, progress=progress)
     if use_cache:
-        meta = {"encoder": encoder, "weights_hash": actual, "texts": len(texts), "dim": array.shape[1]}
+        meta = {
+            "encoder": encoder,
+            "weights_hash": actual,
+            "dtype": dtype,
+            "texts": len(texts),
+            "dim": array.shape[1],
+        }
         _write_cache(key, array, {**meta, "pooling": POOLING, "max_length": max_length})
     return array, actual
 

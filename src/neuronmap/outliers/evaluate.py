@@ -70,6 +70,7 @@ def evaluate(
             max_length=data_config.max_length,
             batch_size=data_config.embed_batch_size,
             device=data_config.device,
+            dtype=data_config.dtype,
             progress=progress,
         )
     runs: dict[str, dict[str, Any]] = {v: {} for v in VARIANTS}

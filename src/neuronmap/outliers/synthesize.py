@@ -42,6 +42,7 @@ def split_features(
         classifier.encoder,
         weights_hash=classifier.weights_hash,
         max_length=classifier.max_length,
+        dtype=classifier.info.get("data", {}).get("dtype"),  # as the classifier was trained
         progress=progress,
     )
     return table, classifier.features(X)
@@ -276,6 +277,7 @@ def _pool(
         classifier.encoder,
         weights_hash=classifier.weights_hash,
         max_length=classifier.max_length,
+        dtype=classifier.info.get("data", {}).get("dtype"),  # as the classifier was trained
         progress=progress,
     )
     return data.texts, data.labels, classifier.features(X)

@@ -38,6 +38,7 @@ class DataConfig:
     max_length: int = 128
     embed_batch_size: int = 32
     device: str | None = None
+    dtype: str | None = None  # the encoder's; part of the embedding cache key
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -83,6 +84,7 @@ def prepare(config: DataConfig, *, loaded: object | None = None, progress: bool 
         max_length=config.max_length,
         batch_size=config.embed_batch_size,
         device=config.device,
+        dtype=config.dtype,
         progress=progress,
     )
     classes = sorted({label for label, s in zip(data.labels, split, strict=True) if s != "holdout"})
