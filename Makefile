@@ -15,7 +15,7 @@ DEMO_WIKI  ?= 300
 DEMO_TRACE := --model smollm2-135m --batch-size 32 --threads $(THREADS)
 DEMO_MAP   := --null-samples 10 --stability-seeds 2
 
-.PHONY: setup demo test bench lint clean
+.PHONY: setup demo test bench bench-peers lint clean
 
 setup: $(STAMP)
 
@@ -52,6 +52,12 @@ test: setup
 
 bench: setup
 	$(BIN)/python -m bench
+
+# neuronmap against TransformerLens, nnsight, knowledge-neurons and networkx + python-louvain (README, Benchmarks).
+# The peers are the optional extra `bench`, installed here with the torch pin kept (not part of `make setup`).
+bench-peers: setup
+	$(BIN)/pip install -q -c constraints.txt -e '.[bench]'
+	$(BIN)/python -m bench.bench_peers --threads 1
 
 lint: setup
 	$(BIN)/ruff check src tests bench

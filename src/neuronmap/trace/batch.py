@@ -11,6 +11,7 @@ word that follows it. A target that already starts with a space, or a text that 
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -146,16 +147,44 @@ def collate(encoded: Sequence[Encoded], pad_id: int, device: torch.device | str 
 def target_logprob(logits: torch.Tensor, batch: Batch) -> torch.Tensor:
     """(B,) sum of the target tokens' log-probabilities under teacher forcing."""
     rows = torch.arange(logits.shape[0], device=logits.device)[:, None]
-    picked = logits[rows, batch.target_pos].float().log_softmax(-1)  # (B, K, V)
-    lp = picked.gather(-1, batch.target_ids[..., None]).squeeze(-1)
-    return (lp * batch.target_mask).sum(-1)
+    return picked_logprob(logits[rows, batch.target_pos], batch)
 
 
 def target_top1(logits: torch.Tensor, batch: Batch) -> torch.Tensor:
     """(B,) whether every target token is the model's top prediction (the 'known' test)."""
     rows = torch.arange(logits.shape[0], device=logits.device)[:, None]
-    best = logits[rows, batch.target_pos].argmax(-1)
-    return ((best == batch.target_ids) | ~batch.target_mask).all(-1)
+    return picked_top1(logits[rows, batch.target_pos], batch)
+
+
+def picked_logprob(picked: torch.Tensor, batch: Batch) -> torch.Tensor:
+    """:func:`target_logprob` from the logits at the target positions only, (B, K, V)."""
+    lp = picked.float().log_softmax(-1).gather(-1, batch.target_ids[..., None]).squeeze(-1)
+    return (lp * batch.target_mask).sum(-1)
+
+
+def picked_top1(picked: torch.Tensor, batch: Batch) -> torch.Tensor:
+    """:func:`target_top1` from the logits at the target positions only, (B, K, V)."""
+    return ((picked.argmax(-1) == batch.target_ids) | ~batch.target_mask).all(-1)
+
+
+def _takes_logits_to_keep(model: torch.nn.Module) -> bool:
+    try:
+        return "logits_to_keep" in inspect.signature(model.forward).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+def forward_target_logits(model: torch.nn.Module, batch: Batch, **kwargs: object) -> torch.Tensor:
+    """(B, K, V) logits at the positions that predict the targets. Where the model takes ``logits_to_keep``
+    (Hugging Face causal LMs), the output layer runs only at those positions, not at every position: on a
+    small model with a large vocabulary that is most of a forward and backward pass."""
+    keep = torch.unique(batch.target_pos[batch.target_mask])  # sorted
+    rows = torch.arange(len(batch), device=batch.input_ids.device)[:, None]
+    if len(keep) == 0 or len(keep) >= batch.input_ids.shape[1] or not _takes_logits_to_keep(model):
+        return forward_logits(model, batch, **kwargs)[rows, batch.target_pos]
+    logits = forward_logits(model, batch, logits_to_keep=keep, **kwargs)
+    slot = torch.searchsorted(keep, batch.target_pos).clamp_(max=len(keep) - 1)  # masked slots: any index
+    return logits[rows, slot]
 
 
 def forward_logits(model: torch.nn.Module, batch: Batch, **kwargs: object) -> torch.Tensor:

@@ -18,7 +18,14 @@ import torch
 from neuronmap.errors import NeuronmapError
 from neuronmap.models.hooks import NeuronHook
 from neuronmap.models.loader import LoadedModel
-from neuronmap.trace.batch import Batch, forward_logits, target_logprob, target_top1
+from neuronmap.trace.batch import (
+    Batch,
+    forward_logits,
+    forward_target_logits,
+    picked_logprob,
+    picked_top1,
+    target_logprob,
+)
 
 METHODS = ("attribution", "integrated-gradients", "ablation", "causal")
 POSITIONS = ("target", "all")
@@ -58,8 +65,8 @@ def attribution(
 ) -> MethodResult:
     """Activation x gradient (attribution patching): one forward and one backward pass per batch."""
     with torch.enable_grad(), NeuronHook(lm.adapter, layers, grad=True) as hook:
-        logits = forward_logits(lm.model, batch)
-        logprob = target_logprob(logits, batch)
+        logits = forward_target_logits(lm.model, batch)
+        logprob = picked_logprob(logits, batch)
         acts = [hook.acts[layer] for layer in layers]
         grads = torch.autograd.grad(logprob.sum(), acts)
     mask = _position_mask(batch, positions)
@@ -67,7 +74,7 @@ def attribution(
         [_reduce((a.detach() * g).float(), mask, per_position) for a, g in zip(acts, grads, strict=True)],
         dim=-2,
     )
-    result = MethodResult(scores, logprob.detach(), target_top1(logits.detach(), batch))
+    result = MethodResult(scores, logprob.detach(), picked_top1(logits.detach(), batch))
     if keep_acts:
         result.extra["acts"] = torch.stack([a.detach() for a in acts], dim=2)  # (B, T, L, d)
         result.extra["grads"] = torch.stack(grads, dim=2)
@@ -90,8 +97,8 @@ def integrated_gradients(
     if steps < 1:
         raise NeuronmapError("--steps must be at least 1")
     with torch.no_grad():
-        logits = forward_logits(lm.model, batch)
-    logprob, correct = target_logprob(logits, batch), target_top1(logits, batch)
+        logits = forward_target_logits(lm.model, batch)
+    logprob, correct = picked_logprob(logits, batch), picked_top1(logits, batch)
     rows = batch.repeat(steps)
     alphas = ((torch.arange(steps, device=batch.input_ids.device) + 0.5) / steps).repeat(len(batch))
     alphas = alphas.to(lm.dtype)
@@ -108,7 +115,7 @@ def integrated_gradients(
             return point
 
         with torch.enable_grad(), NeuronHook(lm.adapter, [layer], capture=False, edit=scale):
-            lp = target_logprob(forward_logits(lm.model, rows), rows)
+            lp = picked_logprob(forward_target_logits(lm.model, rows), rows)
             (grad,) = torch.autograd.grad(lp.sum(), holder["point"])
         integrand = (holder["clean"] * grad).float().view(len(batch), steps, *grad.shape[1:]).mean(1)
         per_layer.append(_reduce(integrand, _position_mask(batch, positions), per_position))
