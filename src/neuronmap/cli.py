@@ -1121,19 +1121,27 @@ def outliers_evaluate_cmd(
 
 def main() -> None:
     try:
-        app(standalone_mode=False)
+        app(standalone_mode=False, prog_name="neuronmap")
     except NeuronmapError as exc:
-        console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        _error_line(str(exc))
         sys.exit(2)
     except (typer.Abort, KeyboardInterrupt):
         console.print("[bold red]interrupted[/]")
         sys.exit(130)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
-    except Exception as exc:  # click usage errors carry their own exit code
-        import click
+    except Exception as exc:  # click usage errors (typer vendors its own click) carry their own exit code
+        if not any(cls.__name__ == "ClickException" for cls in type(exc).__mro__):
+            raise
+        ctx = getattr(exc, "ctx", None)
+        where = f" (see {ctx.command_path} --help)" if ctx is not None else ""
+        _error_line(f"{exc.format_message()}{where}")
+        sys.exit(exc.exit_code or 2)
 
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(2 if exc.exit_code == 2 else exc.exit_code)
-        raise
+
+def _error_line(message: str) -> None:
+    """One line on stderr: user text in the message is neither markup nor a line break."""
+    from rich.markup import escape
+
+    text = " ".join(message.split("\n"))
+    console.print(f"[bold red]error:[/] {escape(text)}", highlight=False, soft_wrap=True)

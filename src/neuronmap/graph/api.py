@@ -41,7 +41,7 @@ from neuronmap.graph.projection import (
 )
 from neuronmap.graph.quality import Graph, cluster_weights, degrees, modularity, partition_table
 from neuronmap.graph.tokens import cluster_token_matrix, merge_clusters, token_groups, token_table
-from neuronmap.trace.store import RunDir, atomic_write_json, atomic_write_parquet, read_parquet
+from neuronmap.trace.store import RunDir, atomic_write_json, atomic_write_parquet, read_parquet, write_error
 
 METHODS = ("leiden", "louvain", "spectral")
 SCOPES = ("cross-layer", "within-layer")
@@ -518,6 +518,12 @@ def _edges(rd: RunDir, cfg: MapConfig) -> tuple[pd.DataFrame, int, int]:
     """The edges table and the numbers of contexts and scores; the trace's tables are freed on return (on a
     100k-context trace they weigh as much as the projection)."""
     contexts, scores = rd.contexts(), rd.scores()
+    bad = int((~np.isfinite(scores["score"].to_numpy(np.float64))).sum()) if "score" in scores else 0
+    if bad:
+        are = "scores are" if bad > 1 else "score is"
+        raise NeuronmapError(
+            f"{rd.path / 'scores.parquet'}: {bad} {are} NaN or infinite; trace the run again"
+        )
     edges = build_edges(
         contexts,
         scores,
@@ -578,7 +584,9 @@ def _write(result: MapResult, whole: sp.csr_array | None, cfg: MapConfig) -> lis
     """Write every output into a temporary folder, then swap it in for ``graph/``."""
     final = result.path
     tmp = final.with_name(f".graph.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
+    # Folders a killed map left behind (the run's lock is ours, so no other map is writing them).
+    for stale in [*final.parent.glob(".graph.tmp-*"), *final.parent.glob(".graph.old-*")]:
+        shutil.rmtree(stale, ignore_errors=True)
     tmp.mkdir(parents=True)
     try:
         names = []
@@ -596,8 +604,10 @@ def _write(result: MapResult, whole: sp.csr_array | None, cfg: MapConfig) -> lis
         result.summary["outputs"] = sorted([*names, "summary.json"])
         result.summary = _json_safe(result.summary)
         atomic_write_json(result.summary, tmp / "summary.json")
-    except BaseException:
+    except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(exc, OSError):  # a full disk while writing an export
+            raise write_error(final, exc) from exc
         raise
     old = final.with_name(f".graph.old-{os.getpid()}")
     if final.exists():
@@ -656,7 +666,13 @@ def map_run(
                 result, whole = _compute(rd, manifest, cfg, progress)
             outputs = _write(result, whole, cfg)
         except BaseException as exc:
-            rd.set_stage("map", status="failed", error=str(exc) or type(exc).__name__)
+            if previous.get("status") == "complete" and isinstance(exc, NeuronmapError):
+                # the new map failed before replacing graph/ (e.g. a full disk): the old one still stands
+                data = rd.manifest()
+                data["stages"]["map"] = previous
+                rd.write_manifest(data)
+            else:
+                rd.set_stage("map", status="failed", error=str(exc) or type(exc).__name__)
             raise
         finished = datetime.now(timezone.utc).isoformat(timespec="seconds")
         rd.set_stage("map", status="complete", outputs=outputs, finished_at=finished)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import pickle
 import socket
 from dataclasses import dataclass
 from pathlib import Path
@@ -204,6 +205,12 @@ def load_model(
             raise NeuronmapError(f"{folder}: not a Hugging Face model folder (no config.json)")
         try:
             model, tokenizer = _from_pretrained(str(folder), torch_dtype)
+        except pickle.UnpicklingError as exc:  # torch.load(weights_only=True) refused a pickled checkpoint
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise NeuronmapError(
+                f"{folder}: refused to load pickled weights that hold more than tensors ({first}); "
+                "use safetensors weights"
+            ) from None
         except (OSError, ValueError) as exc:
             raise NeuronmapError(f"{folder}: could not load the model ({exc})") from exc
         weights_hash = _folder_hash(folder)

@@ -7,6 +7,7 @@ usual 0.02 init, so that neurons change predictions measurably (tests compare ag
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import Callable
 
@@ -42,8 +43,11 @@ def gpt2_tokenizer() -> GPT2Tokenizer:
     target = cache_root() / "tokenizers" / "gpt2"
     if not (target / "merges.txt").is_file():
         target.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(folder / "data" / "encoder.json", target / "vocab.json")
-        shutil.copyfile(folder / "data" / "vocab.bpe", target / "merges.txt")
+        # Copied under a temporary name and renamed: a killed copy never leaves a truncated vocabulary.
+        for source, name in (("encoder.json", "vocab.json"), ("vocab.bpe", "merges.txt")):
+            tmp = target / f".{name}.tmp-{os.getpid()}"
+            shutil.copyfile(folder / "data" / source, tmp)
+            os.replace(tmp, target / name)
     # The slow class: the fast one silently builds an empty vocabulary from these files (RESOURCES.md).
     tokenizer = GPT2Tokenizer.from_pretrained(str(target))
     tokenizer.pad_token = tokenizer.eos_token

@@ -90,18 +90,18 @@ class Classifier:
         return self.classes.index(label)
 
     def save(self, folder: str | Path, split_table: Any | None = None) -> Path:
-        from safetensors.torch import save_file
+        """Write the folder: every file is written in full before any replaces its previous version, and
+        ``classifier.json`` comes last, so a killed or failed save (a full disk) leaves the old classifier whole."""
+        from safetensors.torch import save
 
-        from neuronmap.trace.store import atomic_write_json, atomic_write_parquet
+        from neuronmap.trace.store import atomic_write_group, json_text, parquet_writer
 
         folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
         state = {k: v.detach().cpu().contiguous() for k, v in self.head.state_dict().items()}
-        tmp = folder / f".{HEAD_FILE}.tmp"
-        save_file(state, str(tmp))
-        tmp.replace(folder / HEAD_FILE)
+        head = save(state)
+        writers = [(folder / HEAD_FILE, lambda tmp: tmp.write_bytes(head))]
         if split_table is not None:
-            atomic_write_parquet(split_table, folder / SPLIT_FILE)
+            writers.append((folder / SPLIT_FILE, parquet_writer(split_table)))
         meta = {
             "format": FORMAT,
             "classes": self.classes,
@@ -113,7 +113,10 @@ class Classifier:
             "config": self.config,
             "info": self.info,
         }
-        atomic_write_json(meta, folder / META_FILE)  # written last: its presence means the folder is complete
+        text = json_text(meta)
+        # classifier.json goes last: its presence means the folder is complete
+        writers.append((folder / META_FILE, lambda tmp: tmp.write_text(text, "utf-8")))
+        atomic_write_group(writers)
         return folder
 
     @classmethod

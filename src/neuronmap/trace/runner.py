@@ -167,7 +167,10 @@ def _trace_locked(
         if previous is not None and not force:
             _check_same(run, previous, config)
             if previous.get("status") == "complete":
-                return TraceResult(run, previous["summary"], skipped=True)
+                # parts/ outlives a run killed between its last write and the clean-up
+                shutil.rmtree(run.path / PARTS, ignore_errors=True)
+                timing = {k: v for k, v in previous.get("timing", {}).items() if k != "finished_at"}
+                return TraceResult(run, {**previous["summary"], **timing}, skipped=True)
         if force:
             _clear(run)
         if config.threads:
@@ -227,6 +230,8 @@ def _run(
     layers = lm.adapter.resolve_layers(config.layers)
     keep = context_set.default_keep if config.keep == "auto" else config.keep
     started = time.time()
+    # Every context is checked (tokenised) before anything is written: a bad one leaves no run behind.
+    contexts, encoded = _encode_all(lm, context_set.contexts, config.method == "causal", config.batch_size)
     run.write_manifest(
         {
             "model": lm.describe(),
@@ -241,7 +246,6 @@ def _run(
             },
         }
     )
-    contexts, encoded = _encode_all(lm, context_set.contexts, config.method == "causal", config.batch_size)
     mean_acts = _neuron_means(lm, encoded, layers, config.batch_size) if config.ablate == "mean" else None
 
     parts_dir = run.path / PARTS
@@ -500,9 +504,16 @@ def _finalize(run: RunDir, n_parts: int, elapsed: float) -> dict[str, Any]:
     ]
     per_neuron = pd.concat(totals).groupby(level=[0, 1]).sum().reset_index()
     summary = summarize(kept_n, dropped_n, per_neuron, elapsed)
-    run.set_stage("trace", status="complete", summary=summary, finished_at=time.strftime("%Y-%m-%dT%H:%M:%S"))
+    # Wall-clock values live in one field, ``timing``: everything else in run.json is the same on every run.
+    timing = {k: summary.pop(k) for k in TIMING}
+    timing["finished_at"] = time.strftime("%Y-%m-%dT%H:%M:%S")
+    run.set_stage("trace", status="complete", summary=summary, timing=timing)
     shutil.rmtree(parts_dir, ignore_errors=True)
-    return summary
+    return {**summary, **{k: timing[k] for k in TIMING}}
+
+
+# The summary's wall-clock entries (run.json keeps them in the stage's ``timing``).
+TIMING = ("seconds", "contexts_per_second")
 
 
 def summarize(kept: int, dropped: int, per_neuron: pd.DataFrame, elapsed: float) -> dict[str, Any]:

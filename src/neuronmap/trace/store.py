@@ -8,6 +8,8 @@ A lock file keeps two processes from writing the same run. No torch here: torch-
 from __future__ import annotations
 
 import contextlib
+import errno
+import glob
 import json
 import os
 import time
@@ -32,19 +34,53 @@ def _tmp_name(path: Path) -> Path:
     return path.with_name(f".{path.name}.tmp-{os.getpid()}")
 
 
-def atomic_write_bytes(data: bytes, path: str | Path) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _tmp_name(path)
+def sweep_stale(path: Path) -> None:
+    """Remove the temporaries of ``path`` that killed processes left (a live writer's are left alone)."""
+    for stale in path.parent.glob(f".{glob.escape(path.name)}.tmp-*"):
+        try:
+            pid = int(stale.name.rsplit("-", 1)[1])
+        except ValueError:
+            continue
+        if pid != os.getpid() and not _pid_alive(pid):
+            stale.unlink(missing_ok=True)
+
+
+def write_error(path: Path, exc: OSError) -> NeuronmapError:
+    """A failed write (a full disk, no permission) as a user error; the previous file is still in place."""
+    full = exc.errno in (errno.ENOSPC, errno.EDQUOT)
+    hint = "; the disk is full, free some space and run the command again" if full else ""
+    return NeuronmapError(f"{path}: could not write ({exc.strerror or exc}){hint}")
+
+
+def atomic_write_group(writers: list[tuple[Path, Callable[[Path], None]]]) -> None:
+    """Write several files so that all of them replace their previous versions or none does.
+
+    Each writer fills a temporary file; only when every one is written (and synced) are they renamed into place,
+    in order, so the last one can mark the group complete. A failed write removes the temporaries and raises a
+    ``NeuronmapError`` for OS errors (a full disk), leaving the previous files untouched.
+    """
+    tmps: list[Path] = []
+    path = Path()
     try:
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
+        for path, write in writers:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            sweep_stale(path)
+            tmps.append(_tmp_name(path))
+            write(tmps[-1])
+            with open(tmps[-1], "rb") as fh:
+                os.fsync(fh.fileno())
+        for (path, _), tmp in zip(writers, tmps, strict=True):
+            os.replace(tmp, path)
+    except BaseException as exc:
+        for tmp in tmps:
+            tmp.unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise write_error(path, exc) from exc
         raise
+
+
+def atomic_write_bytes(data: bytes, path: str | Path) -> None:
+    atomic_write_group([(Path(path), lambda tmp: tmp.write_bytes(data))])
 
 
 def atomic_write_text(text: str, path: str | Path) -> None:
@@ -52,7 +88,7 @@ def atomic_write_text(text: str, path: str | Path) -> None:
 
 
 def atomic_write_json(obj: Any, path: str | Path) -> None:
-    atomic_write_text(json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n", path)
+    atomic_write_text(json_text(obj), path)
 
 
 def _json_default(obj: Any) -> Any:
@@ -64,20 +100,20 @@ def _json_default(obj: Any) -> Any:
 
 def atomic_write_parquet(df: pd.DataFrame | pa.Table, path: str | Path) -> None:
     """Write a table deterministically: no pandas index, no creation timestamps, fixed row-group size."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_group([(Path(path), parquet_writer(df))])
+
+
+def parquet_writer(df: pd.DataFrame | pa.Table) -> Callable[[Path], None]:
+    """A writer for ``atomic_write_group``: the table as ``atomic_write_parquet`` writes it."""
     table = df if isinstance(df, pa.Table) else pa.Table.from_pandas(df, preserve_index=False)
     # pandas metadata holds nothing we need and varies with the pandas version.
     table = table.replace_schema_metadata(None)
-    tmp = _tmp_name(path)
-    try:
-        pq.write_table(table, tmp, compression="zstd", row_group_size=1 << 20)
-        with open(tmp, "rb") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    return lambda tmp: pq.write_table(table, tmp, compression="zstd", row_group_size=1 << 20)
+
+
+def json_text(obj: Any) -> str:
+    """JSON as every neuronmap file holds it: sorted keys, indented, numpy values as lists and numbers."""
+    return json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n"
 
 
 def concat_parquet(
@@ -93,6 +129,7 @@ def concat_parquet(
     schema = schema.remove_metadata()
     if keep is not None:
         schema = keep(schema.empty_table()).schema
+    sweep_stale(path)
     tmp = _tmp_name(path)
     try:
         with pq.ParquetWriter(tmp, schema, compression="zstd") as writer:
@@ -104,8 +141,10 @@ def concat_parquet(
         with open(tmp, "rb") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         tmp.unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise write_error(path, exc) from exc
         raise
 
 
@@ -178,8 +217,19 @@ class RunDir:
         self.write_manifest(data)
         return record
 
+    def check_version(self) -> dict[str, Any]:
+        """The manifest, if this version of neuronmap wrote it; tables of another version may differ in shape."""
+        data = self.manifest()
+        made_by = data.get("neuronmap_version")
+        if made_by != __version__:
+            raise NeuronmapError(
+                f"{self.path}: made by neuronmap {made_by or '(unknown version)'}, this is {__version__}; "
+                "trace it again (neuronmap trace --force)"
+            )
+        return data
+
     def require_stage(self, name: str) -> dict[str, Any]:
-        record = self.manifest()["stages"].get(name)
+        record = self.check_version()["stages"].get(name)
         if not record or record.get("status") != "complete":
             raise NeuronmapError(
                 f"{self.path}: stage '{name}' has not completed; run `neuronmap {name}` first"
@@ -202,6 +252,8 @@ class RunDir:
     @contextlib.contextmanager
     def lock(self) -> Iterator[None]:
         """Hold an exclusive lock on the run; a lock left by a dead process is taken over."""
+        # A folder made only to hold the lock is removed with it: a refused command leaves nothing behind.
+        created = not self.path.exists()
         self.path.mkdir(parents=True, exist_ok=True)
         lock_path = self.path / LOCK
         for _ in range(2):
@@ -227,3 +279,6 @@ class RunDir:
             yield
         finally:
             lock_path.unlink(missing_ok=True)
+            if created:
+                with contextlib.suppress(OSError):
+                    self.path.rmdir()  # only if empty
