@@ -761,6 +761,75 @@ def edit_eval_cmd(
 
 # ---- study -----------------------------------------------------------------------------------------------
 # STUDY COMMANDS: owned by the study
+study_app = typer.Typer(help="Studies across facts: which facts are easy to edit.", no_args_is_help=True)
+app.add_typer(study_app, name="study")
+
+
+@study_app.command("editability")
+def study_editability_cmd(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the tables, figures and report.")],
+    model: Annotated[
+        str, typer.Option(help="Embedded name, tiny-*, local folder or hub id.")
+    ] = "smollm2-135m",
+    facts: Annotated[
+        str, typer.Option(help="builtin:facts (seed facts first), builtin:counterfact-lite or a CounterFact .json.")
+    ] = "builtin:facts",
+    limit: Annotated[int | None, typer.Option(help="The first N facts (those the model knows are studied).")] = None,
+    layers: Annotated[
+        str | None,
+        typer.Option(help="Layers of the best-layer sweep (default: every third of the first 60%, and ROME's)."),
+    ] = None,
+    trace_every: Annotated[int, typer.Option(help="Causal tracing on every N-th layer (and the last).")] = 3,
+    samples: Annotated[int, typer.Option(help="Noise draws per fact in causal tracing.")] = 5,
+    steps: Annotated[int, typer.Option(help="ROME value optimisation steps (at most).")] = 6,
+    prefixes: Annotated[
+        str, typer.Option(help="bare (the rewrite prompt alone) | hparams (ROME's generated context prefixes).")
+    ] = "bare",
+    flip_mode: Annotated[
+        str, typer.Option(help="scale (bisect the length of ROME's value change) | clamp (re-optimise per probe).")
+    ] = "scale",
+    flip_iters: Annotated[int, typer.Option(help="Bisection steps of the flip norm.")] = 8,
+    hparams: Annotated[str | None, typer.Option(help="ROME hparams name or .json (default: the model's).")] = None,
+    keep: Annotated[str, typer.Option(help="known (facts the model predicts) | all.")] = "known",
+    bootstrap: Annotated[int, typer.Option(help="Bootstrap resamples for the 95% intervals.")] = 2000,
+    figure_format: Annotated[str, typer.Option("--format", help="Figures: png,svg | png | svg | none.")] = "png,svg",
+    seed: Annotated[int, typer.Option(help="Seed of the false targets, the noise and the bootstrap.")] = 0,
+    device: Annotated[str | None, typer.Option(help="cpu | cuda | auto.")] = None,
+    dtype: Annotated[str | None, typer.Option(help="float32 | bfloat16 | float16 | float64.")] = None,
+    threads: Annotated[int | None, typer.Option(help="torch CPU threads.")] = None,
+) -> None:
+    """Which facts are easy to edit: representation shape (causal and neuron traces) against ROME editability."""
+    from neuronmap.study.api import study_editability
+
+    formats = [] if figure_format.strip() == "none" else _str_list(figure_format, "--format")
+    sweep = _int_list(layers, "--layers")
+    lm = _edit_model(model, device, dtype, threads)
+    s = study_editability(
+        lm,
+        facts,
+        out,
+        limit=limit,
+        layers=sweep,
+        trace_every=trace_every,
+        samples=samples,
+        steps=steps,
+        prefixes=prefixes,
+        flip_mode=flip_mode,
+        flip_iters=flip_iters,
+        hparams=hparams,
+        keep=keep,
+        n_boot=bootstrap,
+        seed=seed,
+        formats=formats,
+    )
+    con = Console(soft_wrap=True)
+    con.print(
+        f"[bold]{out}[/]: {s['studied']} of {s['facts']} facts studied ({s['unknown']} not known), {s['seconds']} s"
+    )
+    for line in s["conclusion"]:
+        con.print(f"- {line}", markup=False, highlight=False)
+    con.print(f"report: {s['report'][0]}, {s['report'][1]}")
+
 
 
 # ---- outliers wing ---------------------------------------------------------------------------------------

@@ -48,6 +48,7 @@ class TraceSettings:
     max_rows: int = 128  # rows per forward pass
     layers: tuple[int, ...] | None = None  # layers to restore at (None: all); checked against the model
     document_start: bool = False  # open each prompt as a document (see ``prompts.document_start``)
+    positions: str = "all"  # text positions to restore at: "all", or "subject_last" (the study's shape)
 
     def __post_init__(self) -> None:
         bad = [k for k in self.kinds if k not in KINDS]
@@ -57,6 +58,8 @@ class TraceSettings:
             raise NeuronmapError("--window, --samples and the batch size must be at least 1")
         if self.noise_std < 0:
             raise NeuronmapError("the noise level must not be negative")
+        if self.positions not in ("all", "subject_last"):
+            raise NeuronmapError(f"positions must be 'all' or 'subject_last', got {self.positions!r}")
 
 
 @dataclass
@@ -178,13 +181,14 @@ def trace_fact(lm: LoadedModel, fact: Fact, settings: TraceSettings, progress: b
     per_chunk = max(1, settings.max_rows // s)
     rows_out = []
     layers = lm.adapter.resolve_layers(None if settings.layers is None else list(settings.layers))
-    cells = len(settings.kinds) * len(layers) * n_text
+    where = list(range(n_text)) if settings.positions == "all" else [span[1] - 1]
+    cells = len(settings.kinds) * len(layers) * len(where)
     with progress_bar("causal trace", total=cells, unit="cell", enabled=progress) as bar:
         for kind in settings.kinds:
             for layer in layers:
                 restored = _window(layer, kind, settings.window, n_layers)
-                for first in range(0, n_text, per_chunk):
-                    positions = torch.arange(first, min(n_text, first + per_chunk), device=lm.device)
+                for first in range(0, len(where), per_chunk):
+                    positions = torch.tensor(where[first : first + per_chunk], device=lm.device)
                     p = _restore_chunk(
                         lm, one, kind, restored, positions, clean.outputs, corrupt.outputs, embed, s
                     )

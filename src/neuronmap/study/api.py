@@ -1,0 +1,307 @@
+"""``study_editability``: which facts are easy to edit, against the shape of their representation.
+
+For each fact of the set: the neuron attribution at the last subject token (which also says whether the model
+knows the fact; facts it does not know are listed, not studied), causal tracing at the last subject token
+(hidden, mlp, attn) on every ``trace_every``-th layer, ROME at each sweep layer (the model's default layer among
+them), and the flip norm at the default layer. Then the statistics and the report. Everything written goes
+through ``trace.store``'s atomic writers; ``run.json`` records the parameters, so a run is reproducible from it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from neuronmap.edit.algorithm.context import context_prefixes
+from neuronmap.edit.experiments.causal_trace import TraceSettings, subject_noise_std
+from neuronmap.edit.hparams import load_hparams
+from neuronmap.edit.prompts import opening_ids
+from neuronmap.edit.stats import second_moments
+from neuronmap.errors import NeuronmapError
+from neuronmap.models.loader import LoadedModel, load_model
+from neuronmap.progress import progress_bar
+from neuronmap.study import editability as ed
+from neuronmap.study import report, shape
+from neuronmap.study import stats as st
+from neuronmap.study.facts import DEFAULT, StudyFact, load_study_facts
+from neuronmap.study.profiles import causal_profiles, neuron_attribution
+from neuronmap.trace.store import RunDir, atomic_write_json, atomic_write_parquet
+
+KINDS = ("hidden", "mlp", "attn")
+SHAPE_MEASURES = (
+    "mlp_peak_layer",
+    "mlp_peak_effect",
+    "mlp_entropy",
+    "mlp_layers_above_half",
+    "attn_peak_effect",
+    "hidden_peak_effect",
+    "neurons_50",
+    "neurons_80",
+    "gini",
+    "p_clean",  # not a shape: the model's confidence, a control every correlation should be read against
+)
+EDIT_MEASURES = ("flip_norm", "efficacy_margin", "paraphrase", "neighborhood")
+FLIP_MODES = ("scale", "clamp")
+
+
+def default_sweep(n_layers: int, edit_layer: int) -> list[int]:
+    """Every third layer of the first 60% of the model, and the hparams' layer."""
+    return sorted({*range(0, max(1, round(0.6 * n_layers)), 3), edit_layer})
+
+
+def study_editability(
+    model: LoadedModel | str,
+    facts: str = DEFAULT,
+    out: str | Path = "runs/study",
+    *,
+    limit: int | None = None,
+    layers: Sequence[int] | None = None,
+    trace_every: int = 3,
+    samples: int = 5,
+    noise: float = 3.0,
+    steps: int = 6,
+    prefixes: str = "bare",
+    flip_mode: str = "scale",
+    flip_iters: int = 8,
+    hparams: str | None = None,
+    multi_layer_min: float = 3,
+    thick_min: float | None = None,
+    n_boot: int = 2000,
+    keep: str = "known",
+    seed: int = 0,
+    formats: Sequence[str] = ("png", "svg"),
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Run the study into ``out`` and return its summary (see the module docstring and the README)."""
+    start = time.perf_counter()
+    if keep not in ("known", "all"):
+        raise NeuronmapError(f"--keep takes known or all, got {keep!r}")
+    if flip_mode not in FLIP_MODES:
+        raise NeuronmapError(f"--flip-mode takes {' or '.join(FLIP_MODES)}, got {flip_mode!r}")
+    if prefixes not in ("bare", "hparams"):
+        raise NeuronmapError(f"--prefixes takes bare or hparams, got {prefixes!r}")
+    for name, value in (("--trace-every", trace_every), ("--samples", samples), ("--steps", steps)):
+        if value < 1:
+            raise NeuronmapError(f"{name} must be at least 1, got {value}")
+    if flip_iters < 1 or n_boot < 100:
+        raise NeuronmapError("--flip-iters must be at least 1 and --bootstrap at least 100")
+    if not (noise >= 0 and np.isfinite(noise)):
+        raise NeuronmapError("--noise must be a finite number >= 0")
+    chosen = load_study_facts(facts, limit=limit, seed=seed)
+    lm = load_model(model) if isinstance(model, str) else model
+    hp = load_hparams(hparams, model=lm.spec).replace(v_num_grad_steps=steps)
+    edit_layer = lm.adapter.check_layer(hp.resolve_layer(lm.n_layers))
+    sweep = sorted({edit_layer, *(default_sweep(lm.n_layers, edit_layer) if layers is None else layers)})
+    sweep = [lm.adapter.check_layer(la + lm.n_layers if la < 0 else la) for la in sweep]
+    traced = sorted({*range(0, lm.n_layers, trace_every), lm.n_layers - 1})
+    opening = opening_ids(lm.tokenizer, hp.document_start)
+    out = Path(out)
+    run = RunDir(out)
+    with run.lock():
+        # 1. neuron attribution at the last subject token; the model's knowledge of each fact
+        timings: dict[str, float] = {}
+        clock = time.perf_counter()
+        attr, clean = neuron_attribution(lm, chosen, opening, progress=progress)
+        timings["attribution"], clock = round(time.perf_counter() - clock, 1), time.perf_counter()
+        unknown = [f for f in chosen if not clean[f.fact_id]["known"]]
+        known = [f for f in chosen if clean[f.fact_id]["known"] or keep == "all"]
+        if len(known) < 2:
+            raise NeuronmapError(
+                f"the model knows {len(known)} of {len(chosen)} facts; the study needs at least 2 "
+                "(raise --limit, or --keep all)"
+            )
+        # 2. causal tracing at the last subject token
+        settings = TraceSettings(
+            kinds=KINDS,
+            samples=samples,
+            noise_std=subject_noise_std(lm, [f.subject for f in chosen], noise),
+            seed=seed,
+            layers=tuple(traced),
+            document_start=hp.document_start,
+            positions="subject_last",
+        )
+        profiles, corrupted = causal_profiles(lm, known, settings, progress=progress)
+        timings["causal_trace"], clock = round(time.perf_counter() - clock, 1), time.perf_counter()
+        # 3. ROME at every sweep layer (statistics collected once per layer, cached), the flip norm at the default
+        stats = {}
+        if hp.mom2_adjustment:
+            stats = second_moments(
+                lm, sweep, corpus=hp.mom2_corpus, n_tokens=hp.mom2_n_tokens, max_length=hp.mom2_max_length,
+                progress=progress,
+            )  # fmt: skip
+        setup = ed.EditSetup(hp, [""] if prefixes == "bare" else context_prefixes(lm, hp), stats, opening)
+        sweep_rows, flips = _edit_all(lm, known, setup, sweep, edit_layer, flip_mode, flip_iters, progress)
+        timings["edits"], clock = round(time.perf_counter() - clock, 1), time.perf_counter()
+        # 4. tables (written first: the measurements outlive a failure below), statistics, report
+        atomic_write_parquet(profiles, out / "profiles.parquet")
+        atomic_write_parquet(pd.DataFrame(sweep_rows), out / "sweep.parquet")
+        table = _fact_table(known, attr, clean, profiles, corrupted, sweep_rows, flips, edit_layer)
+        thick = float(table["neurons_80"].median()) if thick_min is None else thick_min
+        axes = shape.Axes(multi_layer_min, thick_min)
+        table["shape_class"] = [
+            shape.classify(a, n, axes, thick)
+            for a, n in zip(table["mlp_layers_above_half"], table["neurons_80"], strict=True)
+        ]
+        unknown_table = _unknown_table(unknown, clean, studied=keep == "all")
+        atomic_write_parquet(table, out / "facts.parquet")
+        atomic_write_parquet(unknown_table, out / "facts_unknown.parquet")
+        corr = st.correlations(table, SHAPE_MEASURES, EDIT_MEASURES, n_boot=n_boot, seed=seed)
+        agreement = {
+            kind: st.layer_agreement(table[f"{kind}_peak_layer"], table["best_layer"], sweep, n_boot, seed)
+            for kind in KINDS
+        }
+        classes = st.class_test(table, "shape_class", "flip_norm")
+        atomic_write_parquet(corr, out / "correlations.parquet")
+        params = {
+            "model": lm.spec,
+            "facts": facts,
+            "limit": limit,
+            "keep": keep,
+            "sweep_layers": sweep,
+            "edit_layer": edit_layer,
+            "traced_layers": traced,
+            "samples": samples,
+            "window": settings.window,
+            "noise": noise,
+            "noise_std": settings.noise_std,
+            "steps": steps,
+            "prefixes": prefixes,
+            "flip_mode": flip_mode,
+            "flip_iters": flip_iters,
+            "flip_range": [ed.FLIP_LOW, hp.clamp_norm_factor],
+            "hparams": hp.to_dict(),
+            "multi_layer_min": multi_layer_min,
+            "thick_min": thick,
+            "thick_rule": "given" if thick_min is not None else "median of neurons_80 over the studied facts",
+            "bootstrap": n_boot,
+            "seed": seed,
+        }
+        summary = {
+            "facts": len(chosen),
+            "studied": len(known),
+            "unknown": len(unknown),
+            "keep": keep,
+            "agreement": agreement,
+            "classes": classes,
+            "axes": axes.describe(thick),
+        }
+        summary["seconds"] = round(time.perf_counter() - start, 1)
+        summary.update(
+            report.write_report(
+                out,
+                table,
+                profiles,
+                corr,
+                summary,
+                params,
+                unknown_table,
+                SHAPE_MEASURES,
+                EDIT_MEASURES,
+                formats,
+            )
+        )
+        timings["statistics_and_report"] = round(time.perf_counter() - clock, 1)
+        summary["timings"] = timings
+        summary["seconds"] = round(time.perf_counter() - start, 1)
+        atomic_write_json(summary, out / "summary.json")
+        run.set_stage("study", status="complete", model=lm.describe(), parameters=params, summary=summary)
+    return summary
+
+
+def _edit_all(
+    lm: LoadedModel,
+    facts: Sequence[StudyFact],
+    setup: ed.EditSetup,
+    sweep: Sequence[int],
+    edit_layer: int,
+    flip_mode: str,
+    flip_iters: int,
+    progress: bool,
+) -> tuple[list[dict[str, Any]], dict[int, tuple[float, str]]]:
+    rows, flips = [], {}
+    with progress_bar("edits", total=len(facts) * len(sweep), unit="edit", enabled=progress) as bar:
+        for f in facts:
+            pre = ed.probabilities(lm, f, setup.opening)
+            for layer in sweep:
+                t0 = time.perf_counter()
+                edit = setup.edit(lm, f, layer)
+                with edit:
+                    post = ed.probabilities(lm, f, setup.opening)
+                row = {"fact_id": f.fact_id, "layer": layer, **ed.edit_scores(pre, post)}
+                row["delta_rel"] = ed.relative_delta(edit)
+                row["steps"] = edit.info["steps"]
+                if layer == edit_layer:
+                    flips[f.fact_id] = ed.flip_norm(lm, f, setup, layer, edit, flip_mode, flip_iters)
+                row["seconds"] = round(time.perf_counter() - t0, 3)
+                rows.append(row)
+                bar.advance()
+    return rows, flips
+
+
+def _fact_table(
+    facts: Sequence[StudyFact],
+    attr: dict[int, np.ndarray],
+    clean: dict[int, dict[str, float]],
+    profiles: pd.DataFrame,
+    corrupted: pd.DataFrame,
+    sweep_rows: list[dict[str, Any]],
+    flips: dict[int, tuple[float, str]],
+    edit_layer: int,
+) -> pd.DataFrame:
+    sweep = pd.DataFrame(sweep_rows)
+    rows = []
+    for f in facts:
+        row: dict[str, Any] = {
+            "fact_id": f.fact_id,
+            "seed": f.seed or "",
+            "relation": f.relation or "",
+            "prompt": f.text,
+            "target_true": f.target_true,
+            "target_new": f.target_new,
+            "p_clean": clean[f.fact_id]["p_true"],
+        }
+        mine = profiles[profiles["fact_id"] == f.fact_id]
+        for kind in KINDS:
+            sel = mine[mine["kind"] == kind].sort_values("layer")
+            measures = shape.layer_profile(sel["indirect"].to_numpy(), sel["layer"].to_numpy())
+            row.update({f"{kind}_{k}": v for k, v in measures.items()})
+        row.update(shape.neuron_breadth(attr[f.fact_id]))
+        edits = sweep[sweep["fact_id"] == f.fact_id]
+        at_default = edits[edits["layer"] == edit_layer].iloc[0]
+        for k in (
+            "efficacy_margin",
+            "efficacy",
+            "paraphrase",
+            "paraphrase_margin",
+            "neighborhood",
+            "rewrite_score",
+        ):
+            row[k] = float(at_default[k])
+        row["flip_norm"], row["flip_status"] = flips[f.fact_id]
+        best = edits.loc[edits["generalization_margin"].idxmax()]
+        row["best_layer"] = int(best["layer"])
+        row["best_layer_margin"] = float(best["generalization_margin"])
+        rows.append(row)
+    table = pd.DataFrame(rows)
+    return table.merge(corrupted.rename(columns={"p_clean": "p_clean_trace"}), on="fact_id", how="left")
+
+
+def _unknown_table(
+    facts: Sequence[StudyFact], clean: dict[int, dict[str, float]], studied: bool = False
+) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "fact_id": [f.fact_id for f in facts],
+            "seed": [f.seed or "" for f in facts],
+            "prompt": [f.text for f in facts],
+            "target_true": [f.target_true for f in facts],
+            "p_true": [clean[f.fact_id]["p_true"] for f in facts],
+            "reason": ["the model's top prediction is not the true target"] * len(facts),
+            "studied": [studied] * len(facts),
+        }
+    )

@@ -1,0 +1,72 @@
+"""The raw material of the shape measures, taken at the subject's last token.
+
+- ``neuron_attribution``: the trace stage's ``attribution`` method (activation x gradient of the target's
+  log-probability) per position, for batches of facts; each fact's (layers, neurons) scores at its last subject
+  token, and whether the model knows the fact (every target token top-1).
+- ``causal_profiles``: the edit wing's causal tracing (``hidden``, ``mlp``, ``attn``), restoring at the last
+  subject token only, on the traced layers; the indirect effect per (kind, layer).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+
+from neuronmap.edit.dsets import Fact
+from neuronmap.edit.experiments.causal_trace import TraceSettings, trace_fact
+from neuronmap.edit.prompts import encode_fact
+from neuronmap.models.loader import LoadedModel
+from neuronmap.progress import progress_bar
+from neuronmap.study.facts import StudyFact
+from neuronmap.trace.batch import collate
+from neuronmap.trace.methods import attribution
+
+
+def neuron_attribution(
+    lm: LoadedModel,
+    facts: Sequence[StudyFact],
+    opening: Sequence[int] = (),
+    batch_size: int = 8,
+    progress: bool = True,
+) -> tuple[dict[int, np.ndarray], dict[int, dict[str, float]]]:
+    """Per fact id: attribution scores (layers, d_mlp) at the last subject token, and the clean check
+    (``known``, ``p_true``)."""
+    layers = list(range(lm.n_layers))
+    scores: dict[int, np.ndarray] = {}
+    clean: dict[int, dict[str, float]] = {}
+    with progress_bar("attribution", total=len(facts), unit="fact", enabled=progress) as bar:
+        for start in range(0, len(facts), batch_size):
+            chunk = list(facts[start : start + batch_size])
+            encoded = [
+                encode_fact(lm.tokenizer, f.prompt, f.subject, f.target_true, "", opening) for f in chunk
+            ]
+            batch = collate(encoded, lm.tokenizer.pad_token_id, lm.device)
+            result = attribution(lm, batch, layers, positions="all", per_position=True)
+            for b, (fact, enc) in enumerate(zip(chunk, encoded, strict=True)):
+                scores[fact.fact_id] = result.scores[b, enc.subject_last].double().cpu().numpy()
+                clean[fact.fact_id] = {
+                    "known": bool(result.correct[b]),
+                    "p_true": float(result.logprob[b].exp()),
+                }
+            bar.advance(len(chunk))
+    return scores, clean
+
+
+def causal_profiles(
+    lm: LoadedModel, facts: Sequence[StudyFact], settings: TraceSettings, progress: bool = True
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(profiles: fact_id, kind, layer, effect, indirect; per fact: fact_id, p_clean, p_corrupted)."""
+    tables, rows = [], []
+    with progress_bar("causal trace", total=len(facts), unit="fact", enabled=progress) as bar:
+        for f in facts:
+            tr = trace_fact(lm, Fact(f.fact_id, f.prompt, f.subject, f.target_true, f.relation), settings)
+            tables.append(
+                tr.table.assign(fact_id=f.fact_id)[["fact_id", "kind", "layer", "effect", "indirect"]]
+            )
+            rows.append({"fact_id": f.fact_id, "p_clean": tr.p_clean, "p_corrupted": tr.p_corrupted})
+            bar.advance()
+    columns = ["fact_id", "kind", "layer", "effect", "indirect"]
+    profiles = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(columns=columns)
+    return profiles, pd.DataFrame(rows, columns=["fact_id", "p_clean", "p_corrupted"])

@@ -1,0 +1,153 @@
+"""Statistics of the study: Spearman correlations with bootstrap 95% intervals and p-values, corrected for the
+number of tests (Benjamini-Hochberg), and the best-layer vs peak-layer comparison (Hase et al. 2023).
+
+Pairs with a missing value are dropped per test; each row says how many pairs it used.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+MIN_PAIRS = 5  # fewer pairs give no correlation (NaN)
+LEVEL = 0.95
+ALPHA = 0.05
+
+
+def _pairs(x: Sequence[float], y: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
+    a, b = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    keep = np.isfinite(a) & np.isfinite(b)
+    return a[keep], b[keep]
+
+
+def _rank_rows(a: np.ndarray) -> np.ndarray:
+    """Average ranks along the last axis (ties share their mean rank, as Spearman needs)."""
+    return stats.rankdata(a, axis=-1)
+
+
+def _pearson_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    a = a - a.mean(-1, keepdims=True)
+    b = b - b.mean(-1, keepdims=True)
+    den = np.sqrt((a * a).sum(-1) * (b * b).sum(-1))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(den > 0, (a * b).sum(-1) / np.where(den > 0, den, 1), np.nan)
+
+
+def spearman(x: Sequence[float], y: Sequence[float]) -> tuple[float, float, int]:
+    """(rho, two-sided p-value, pairs): rho is the Pearson correlation of the ranks; p from scipy."""
+    a, b = _pairs(x, y)
+    n = len(a)
+    if n < MIN_PAIRS or np.ptp(a) == 0 or np.ptp(b) == 0:
+        return float("nan"), float("nan"), n
+    rho = float(_pearson_rows(_rank_rows(a), _rank_rows(b)))
+    return rho, float(stats.spearmanr(a, b).pvalue), n
+
+
+def bootstrap_ci(
+    x: Sequence[float], y: Sequence[float], n_boot: int = 2000, seed: int = 0, level: float = LEVEL
+) -> tuple[float, float]:
+    """Percentile bootstrap interval of Spearman's rho, resampling (x, y) pairs (vectorised; resamples with a
+    constant side are left out)."""
+    a, b = _pairs(x, y)
+    n = len(a)
+    if n < MIN_PAIRS or np.ptp(a) == 0 or np.ptp(b) == 0:
+        return float("nan"), float("nan")
+    rng = np.random.default_rng(seed)
+    rhos = []
+    for start in range(0, n_boot, 500):  # bounded memory: 500 resamples at a time
+        idx = rng.integers(0, n, size=(min(500, n_boot - start), n))
+        rhos.append(_pearson_rows(_rank_rows(a[idx]), _rank_rows(b[idx])))
+    r = np.concatenate(rhos)
+    r = r[np.isfinite(r)]
+    if r.size == 0:
+        return float("nan"), float("nan")
+    tail = (1 - level) / 2 * 100
+    low, high = np.percentile(r, [tail, 100 - tail])
+    return float(low), float(high)
+
+
+def correlations(
+    table: pd.DataFrame,
+    shape: Sequence[str],
+    edit: Sequence[str],
+    n_boot: int = 2000,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """One row per (shape measure, editability measure): pairs, rho, 95% CI, p, BH-adjusted p, significant."""
+    rows = []
+    for i, s in enumerate(shape):
+        for j, e in enumerate(edit):
+            rho, p, n = spearman(table[s], table[e])
+            low, high = bootstrap_ci(table[s], table[e], n_boot, seed + 1000 * i + j)
+            rows.append(
+                {"shape": s, "editability": e, "n": n, "rho": rho, "ci_low": low, "ci_high": high, "p": p}
+            )
+    out = pd.DataFrame(rows)
+    out["p_adjusted"] = adjust(out["p"].to_numpy())
+    out["significant"] = (out["p_adjusted"] < ALPHA) & ((out["ci_low"] > 0) | (out["ci_high"] < 0))
+    return out
+
+
+def adjust(p: np.ndarray) -> np.ndarray:
+    """Benjamini-Hochberg adjusted p-values (NaN stays NaN)."""
+    p = np.asarray(p, dtype=float)
+    out = np.full_like(p, np.nan)
+    ok = np.isfinite(p)
+    if ok.any():
+        out[ok] = stats.false_discovery_control(p[ok], method="bh")
+    return out
+
+
+def layer_agreement(
+    peak: Sequence[float], best: Sequence[float], sweep: Sequence[int], n_boot: int = 2000, seed: int = 0
+) -> dict[str, float]:
+    """Does the causal peak layer predict the best layer to edit? Spearman of the two (with CI), how often the
+    best layer is the swept layer nearest the peak, and that rate if best and peak were independent (the product
+    of their marginal frequencies)."""
+    a, b = _pairs(peak, best)
+    sweep_arr = np.asarray(sorted(sweep))
+    rho, p, n = spearman(a, b)
+    low, high = bootstrap_ci(a, b, n_boot, seed)
+    out = {"n": n, "rho": rho, "ci_low": low, "ci_high": high, "p": p}
+    if n == 0:
+        return {**out, "match_rate": float("nan"), "chance_rate": float("nan"), "mean_abs_gap": float("nan")}
+    nearest = sweep_arr[np.abs(a[:, None] - sweep_arr[None]).argmin(1)]
+    match = float((nearest == b).mean())
+    chance = float(sum((nearest == lay).mean() * (b == lay).mean() for lay in sweep_arr))
+    # Exact one-sided binomial test of the match count against the chance rate.
+    hits = int((nearest == b).sum())
+    p_match = (
+        float(stats.binomtest(hits, n, chance, alternative="greater").pvalue)
+        if 0 < chance < 1
+        else float("nan")
+    )
+    return {
+        **out,
+        "match_rate": match,
+        "chance_rate": chance,
+        "p_match": p_match,
+        "mean_abs_gap": float(np.abs(a - b).mean()),
+    }
+
+
+def class_test(table: pd.DataFrame, by: str, value: str) -> dict[str, Any]:
+    """Kruskal-Wallis test of ``value`` across the groups of ``by`` (groups with at least two facts), with each
+    group's size and median."""
+    groups = {
+        str(k): g[value].dropna().to_numpy(dtype=float)
+        for k, g in table.groupby(by)
+        if g[value].notna().sum() >= 2
+    }
+    out: dict[str, Any] = {
+        "groups": {k: {"n": int(v.size), "median": float(np.median(v))} for k, v in groups.items()},
+        "statistic": float("nan"),
+        "p": float("nan"),
+    }
+    if len(groups) >= 2 and np.ptp(np.concatenate(list(groups.values()))) > 0:
+        res = stats.kruskal(*groups.values())
+        out["statistic"], out["p"] = float(res.statistic), float(res.pvalue)
+    return out

@@ -1,0 +1,147 @@
+"""The study end to end on a tiny random model with a handful of facts, through the API and the CLI."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+CORPUS = [
+    "The Eiffel Tower is a wrought-iron lattice tower in Paris, France.",
+    "Rome is the capital city of Italy and a special comune.",
+    "Tokyo is the capital and most populous city of Japan.",
+    "Berlin is the capital and largest city of Germany by population.",
+]
+
+
+@pytest.fixture
+def hparams_file(tmp_path, tmp_path_factory, monkeypatch):
+    """Cheap ROME hparams (statistics from a tiny corpus) and a private cache."""
+    from neuronmap.edit.hparams import RomeHparams
+
+    monkeypatch.setenv("NEURONMAP_CACHE", str(tmp_path_factory.getbasetemp() / "nm-cache"))
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("\n".join(CORPUS * 3) + "\n")
+    hp = RomeHparams(
+        layer=1, v_num_grad_steps=3, mom2_corpus=str(corpus), mom2_n_tokens=100, mom2_max_length=32
+    )
+    path = tmp_path / "hp.json"
+    path.write_text(json.dumps(hp.replace(mom2_ridge=1e-3).to_dict()))
+    return path
+
+
+def test_study_end_to_end(tmp_path, hparams_file):
+    from neuronmap.models.loader import load_model
+    from neuronmap.study import study_editability
+    from neuronmap.study.api import EDIT_MEASURES, SHAPE_MEASURES
+
+    lm = load_model("tiny-gpt2", dtype="float64")
+    out = tmp_path / "study"
+    s = study_editability(
+        lm, "builtin:facts", out, limit=5, hparams=str(hparams_file), keep="all", n_boot=200,
+        flip_iters=4, formats=(), progress=False,
+    )  # fmt: skip
+    for name in ("facts.parquet", "profiles.parquet", "sweep.parquet", "correlations.parquet",
+                 "facts_unknown.parquet", "summary.json", "run.json", "report.md", "report.html"):  # fmt: skip
+        assert (out / name).is_file(), name
+    table = pd.read_parquet(out / "facts.parquet")
+    assert len(table) == 5 and s["studied"] == 5
+    # the seed facts lead the default set and are marked
+    assert list(table["seed"][:3]) == ["Eiffel Tower", "White House", "California"]
+    for col in (*SHAPE_MEASURES, *EDIT_MEASURES, "best_layer", "shape_class", "flip_status", "neurons_50"):
+        assert col in table.columns, col
+    assert table["flip_norm"].between(0.01, 4.0).all()
+    assert set(table["best_layer"]) <= {0, 1}  # the sweep of a two-layer model
+    corr = pd.read_parquet(out / "correlations.parquet")
+    assert len(corr) == len(SHAPE_MEASURES) * len(EDIT_MEASURES)
+    for col in ("rho", "ci_low", "ci_high", "p", "p_adjusted", "n"):
+        assert col in corr.columns
+    ok = corr.dropna(subset=["rho"])
+    assert len(ok) > 0
+    assert np.isfinite(ok[["rho", "ci_low", "ci_high", "p", "p_adjusted"]].to_numpy()).all()
+    assert ((ok["ci_low"] <= ok["rho"] + 1e-9) & (ok["rho"] <= ok["ci_high"] + 1e-9)).all()
+    # the unknown facts are listed, not dropped silently
+    unknown = pd.read_parquet(out / "facts_unknown.parquet")
+    assert s["unknown"] == len(unknown) and (len(unknown) == 0 or unknown["studied"].all())
+    md = (out / "report.md").read_text()
+    for heading in ("## Conclusion", "## Correlations", "## Best layer vs peak causal layer", "## Per-fact table",
+                    "## Facts the model does not know", "## Settings and budget choices"):  # fmt: skip
+        assert heading in md
+    assert "Eiffel Tower" in md and "Hase et al." in md
+    html = (out / "report.html").read_text()
+    assert html.startswith("<!doctype html>") and "<table" in html and "<script" not in html
+    assert s["figures"] == []  # formats=(): the figures have their own test
+    manifest = json.loads((out / "run.json").read_text())
+    assert manifest["stages"]["study"]["parameters"]["seed"] == 0
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--flip-mode", "both"], "--flip-mode"),
+        (["--facts", "builtin:wiki"], "--facts"),
+        (["--facts", "missing.json"], "missing.json"),
+        (["--limit", "0"], "--limit"),
+        (["--model", "tiny-gpt2", "--layers", "0,7"], "layer 7"),
+    ],
+)
+def test_cli_errors_are_one_line(args, message, tmp_path, capsys, monkeypatch):
+    """Bad input: one line on stderr and exit code 2, through ``main`` as the console script calls it."""
+    from neuronmap.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "argv", ["neuronmap", "study", "editability", "--out", "o", *args])
+    with pytest.raises(SystemExit) as exc:
+        main()
+    err = capsys.readouterr().err
+    assert exc.value.code == 2, err
+    assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_report_figures_mark_the_seeds(tmp_path):
+    from neuronmap.study import report
+    from neuronmap.study.stats import correlations
+
+    rng = np.random.default_rng(0)
+    n = 8
+    table = pd.DataFrame(
+        {
+            "fact_id": range(n),
+            "seed": ["Eiffel Tower", "White House", "California"] + [""] * (n - 3),
+            "relation": ["landmark_city"] * n,
+            "mlp_peak_layer": rng.integers(0, 4, n).astype(float),
+            "best_layer": rng.integers(0, 4, n),
+            "neurons_80": rng.uniform(1, 50, n),
+            "flip_norm": rng.uniform(0.1, 4, n),
+            "shape_class": ["narrow single-layer", "thick multi-layer"] * (n // 2),
+        }
+    )
+    profiles = pd.DataFrame(
+        [
+            {"fact_id": f, "kind": k, "layer": la, "indirect": rng.normal()}
+            for f in range(n)
+            for k in ("mlp", "attn")
+            for la in range(4)
+        ]
+    )
+    corr = correlations(table, ["neurons_80"], ["flip_norm"], n_boot=200)
+    folder = tmp_path / "figures"
+    paths = report.scatter_figures(table, corr, ["neurons_80"], ["flip_norm"], folder, ("png", "svg"))
+    paths += report.layer_figure(table, folder, ("png",))
+    paths += report.profile_figure(table, profiles, folder, ("png",))
+    paths += report.class_figure(table, folder, ("png",))
+    assert sorted(p.name for p in paths) == sorted(
+        [
+            "scatter_neurons_80.png",
+            "scatter_neurons_80.svg",
+            "best_vs_peak_layer.png",
+            "profiles.png",
+            "flip_by_class.png",
+        ]
+    )
+    svg = (folder / "scatter_neurons_80.svg").read_text()
+    for seed in ("Eiffel Tower", "White House", "California"):
+        assert seed in svg  # labelled next to its star
