@@ -169,3 +169,19 @@ def test_synthesize_keeps_a_hostile_class_inside_the_model_folder(tmp_path: Path
     made = {k for k in snapshot(tmp_path / "area").keys() - outside.keys()}
     assert made and all(k == "cls/synthesis" or k.startswith("cls/synthesis/") for k in made), made
     assert not Path("/tmp/absolute").exists() or not (Path("/tmp/absolute") / "synthetic.parquet").exists()
+
+
+def test_force_deletes_only_a_runs_own_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`trace --force` into a folder that is not a run leaves the user's files of the same names alone."""
+    monkeypatch.setenv("NEURONMAP_CACHE", str(tmp_path / "cache"))
+    folder = tmp_path / "mine"
+    (folder / "figures").mkdir(parents=True)
+    (folder / "figures" / "poster.png").write_bytes(b"not ours")
+    (folder / "explorer.html").write_text("<p>mine</p>")
+    contexts = tmp_path / "c.jsonl"
+    contexts.write_text('{"text": "The capital of France is", "target": "Paris"}\n')
+    result = run_cli(["trace", "--model", "tiny-gpt2", "--contexts", contexts, "--out", folder, "--keep", "all",
+                      "--force", "--threads", "1"])  # fmt: skip
+    assert result.code == 0, result.err
+    assert (folder / "figures" / "poster.png").read_bytes() == b"not ours"
+    assert (folder / "explorer.html").read_text() == "<p>mine</p>"

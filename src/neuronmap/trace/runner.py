@@ -210,6 +210,8 @@ def _check_same(run: RunDir, previous: dict[str, Any], config: TraceConfig) -> N
 
 
 def _clear(run: RunDir) -> None:
+    if not run.exists() and not (run.path / PARTS).is_dir():
+        return  # not a run (yet): files of the same names there are the user's, not ours to delete
     for name in (CONTEXTS, SCORES, DROPPED, PARTS, *DOWNSTREAM):
         path = run.path / name
         if path.is_dir():
