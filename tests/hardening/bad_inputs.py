@@ -129,6 +129,18 @@ CT = ["causal-trace", *EDIT_FAST, "--out", "{d}/out", "--samples", "2", "--windo
 STATS = ["stats", *EDIT_FAST, "--tokens", "50", "--max-length", "16"]
 EDIT = ["edit", *EDIT_FAST, "--save", "{d}/out/delta.safetensors"]
 EVAL = ["edit-eval", *EDIT_FAST, "--out", "{d}/out", "--limit", "1", "--no-fluency"]
+STUDY = [
+    "study",
+    "editability",
+    "--model",
+    "tiny-gpt2",
+    "--out",
+    "{d}/out",
+    "--threads",
+    "1",
+    "--format",
+    "none",
+]
 TRAIN = ["outliers", "train", *TRAIN_FAST, "--out", "{d}/out"]
 EVALUATE = ["outliers", "evaluate", *TRAIN_FAST, "--seeds", "0", "--far", "none", "--out", "{d}/out"]
 REFINE = [
@@ -291,6 +303,13 @@ CASES: list[Case] = [
     Case("eval-unknown-model", ["edit-eval", "--model", "no-such-model", "--out", "{d}/out"], "could not load 'no-such-model'"),
     Case("eval-layer-out-of-range", [*EVAL, "--layer", "5", "--hparams", "{base}/hp.json"], "layer 5 out of range"),
     Case("eval-empty-slice", [*EVAL, "--offset", "100000", "--hparams", "{base}/hp.json"], "offset 100000 leaves none"),
+    # -- study -------------------------------------------------------------------------------------------------------
+    Case("study-unknown-model", [*STUDY[:2], "--model", "no-such-model", *STUDY[4:]], "could not load 'no-such-model'"),
+    Case("study-missing-facts", [*STUDY, "--facts", "{d}/nope.json"], "nope.json"),
+    Case("study-malformed-facts", [*STUDY, "--facts", "{d}/cf.json"], "cf.json", {"cf.json": BAD_JSON}),
+    Case("study-layer-out-of-range", [*STUDY, "--layers", "9", "--hparams", "{base}/hp.json"], "layer 9 out of range"),
+    Case("study-bad-keep", [*STUDY, "--keep", "maybe"], "--keep takes known or all"),
+    Case("study-too-few-known-facts", [*STUDY, "--limit", "3", "--hparams", "{base}/hp.json"], "the study needs at least 2"),
     # -- outliers ------------------------------------------------------------------------------------------------
     Case("train-missing-file", [*TRAIN, "--data", "{d}/nope.csv"], "nope.csv"),
     Case("train-folder-as-file", [*TRAIN, "--data", "{d}/f.csv"], "f.csv", {"f.csv": DIR}),
