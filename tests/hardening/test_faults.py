@@ -23,11 +23,20 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from bad_inputs import hparams, labelled_rows
 from hardening_helpers import comparable, run_cli, snapshot
 
 ZYGOTE = Path(__file__).with_name("fault_zygote.py")
 ROUNDS = 2  # rounds per stage; each round kills twice (one file event, one random time) and then finishes
 KILLS = {"survived": 0, "attempted": 0}
+
+
+# The commands (after the options naming input files), on tiny models; {d} is the stage's folder.
+TRACE = "--model tiny-gpt2 --out {d}/run --keep all --part-size 3 --batch-size 3 --top-k 12 --threads 1"
+MAP = "map {d}/run --null-samples 3 --stability-seeds 1 --export graphml,gexf"
+STATS = "--model tiny-gpt2 --layer 0,1 --tokens 300 --max-length 24 --threads 1"
+TRAIN = "--out {d}/cls --encoder tiny-bert --epochs 4 --batch-size 16 --hidden 16 --seed 3 --threads 1"
+EDIT_EVAL = "--model tiny-gpt2 --out {d}/eval --limit 2 --gen-tokens 8 --threads 1"
 
 
 class Zygote:
@@ -85,62 +94,16 @@ def world(tmp_path_factory: pytest.TempPathFactory):
     (base / "corpus.txt").write_text(
         "".join(f"Text {i} tells of the old city and its river.\n" for i in range(40))
     )
-    from bad_inputs import labelled_rows
+    (base / "hp.json").write_text(json.dumps(hparams(base / "corpus.txt")))
 
     (base / "data.csv").write_text("text,label\n" + "".join(f"{t},{lab}\n" for t, lab in labelled_rows(16)))
-    trace = ["trace", "--model", "tiny-gpt2", "--contexts", base / "ctx.jsonl", "--out", "{d}/run", "--keep", "all",
-             "--part-size", "3", "--batch-size", "3", "--top-k", "12", "--threads", "1"]  # fmt: skip
+    ctx, corpus, data, hp = (str(base / n) for n in ("ctx.jsonl", "corpus.txt", "data.csv", "hp.json"))
     stages = {
-        "trace": Stage("trace", [str(a) for a in trace], "run"),
-        "map": Stage(
-            "map",
-            ["map", "{d}/run", "--null-samples", "3", "--stability-seeds", "1", "--export", "graphml,gexf"],
-            "run",
-            needs_trace=True,
-        ),  # fmt: skip
-        "stats": Stage(
-            "stats",
-            [
-                "stats",
-                "--model",
-                "tiny-gpt2",
-                "--layer",
-                "0,1",
-                "--corpus",
-                str(base / "corpus.txt"),
-                "--tokens",
-                "300",
-                "--max-length",
-                "24",
-                "--threads",
-                "1",
-            ],
-            "cache/stats",
-        ),  # fmt: skip
-        "outliers": Stage(
-            "outliers",
-            [
-                "outliers",
-                "train",
-                "--data",
-                str(base / "data.csv"),
-                "--out",
-                "{d}/cls",
-                "--encoder",
-                "tiny-bert",
-                "--epochs",
-                "4",
-                "--batch-size",
-                "16",
-                "--hidden",
-                "16",
-                "--seed",
-                "3",
-                "--threads",
-                "1",
-            ],
-            "cls",
-        ),  # fmt: skip
+        "trace": Stage("trace", ["trace", "--contexts", ctx, *TRACE.split()], "run"),
+        "map": Stage("map", MAP.split(), "run", needs_trace=True),
+        "stats": Stage("stats", ["stats", "--corpus", corpus, *STATS.split()], "cache/stats"),
+        "outliers": Stage("outliers", ["outliers", "train", "--data", data, *TRAIN.split()], "cls"),
+        "edit-eval": Stage("edit-eval", ["edit-eval", "--hparams", hp, *EDIT_EVAL.split()], "eval"),
     }
     zygotes = [Zygote(1, base / "zygote-a.log"), Zygote(2, base / "zygote-b.log")]
     yield base, stages, zygotes
@@ -209,7 +172,7 @@ def test_kill_and_rerun_equals_uninterrupted(world, stage_name: str) -> None:
         assert comparable(d / stage.output) == reference, f"{stage_name}: round {round_}"
 
 
-@pytest.mark.parametrize("stage_name", ["trace", "map", "stats", "outliers"])
+@pytest.mark.parametrize("stage_name", ["trace", "map", "stats", "outliers", "edit-eval"])
 def test_same_seed_same_bytes(world, stage_name: str) -> None:
     """Two runs in two processes with different hash seeds: byte-identical Parquet and safetensors, and JSON
     equal apart from its wall-clock fields (one per stage record)."""

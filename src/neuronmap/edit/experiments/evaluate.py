@@ -146,7 +146,6 @@ def evaluate(
             pre = record_metrics(lm, record, batch_size, opening)
             fl_pre = fluency(lm, record, max_new_tokens, gen_seed, opening) if with_fluency else float("nan")
             for layer in chosen:
-                t0 = time.perf_counter()
                 edit = rome(lm, record.request, hp, layer=layer, stats=stats.get(layer), prefixes=prefixes)
                 with edit:
                     post = record_metrics(lm, record, batch_size, opening)
@@ -170,7 +169,6 @@ def evaluate(
                     "steps": edit.info["steps"],
                     "delta_norm": edit.info["delta_norm"],
                     "p_new_optimised": edit.info["losses"][-1]["p_new"],
-                    "seconds": round(time.perf_counter() - t0, 3),
                 }
                 row["score_pre"] = _hmean([pre[m] for m in METRICS])
                 row["score_post"] = _hmean([post[m] for m in METRICS])
