@@ -98,6 +98,20 @@ def trace_cmd(
         bool, typer.Option("--per-position", help="Keep one score per position (with --positions all).")
     ] = False,
     steps: Annotated[int, typer.Option(help="integrated-gradients steps.")] = 20,
+    ig_metric: Annotated[
+        str,
+        typer.Option(
+            "--ig-metric",
+            help="integrated-gradients: logprob | prob (the target's probability, as Dai et al.).",
+        ),
+    ] = "logprob",
+    ig_rule: Annotated[
+        str,
+        typer.Option(
+            "--ig-rule",
+            help="integrated-gradients points: midpoint | right (Riemann) | linspace (knowledge-neurons').",
+        ),
+    ] = "midpoint",
     samples: Annotated[int, typer.Option(help="causal: noise draws per context.")] = 10,
     noise: Annotated[float, typer.Option(help="causal: noise std as a multiple of the embedding std.")] = 3.0,
     candidates: Annotated[
@@ -143,6 +157,8 @@ def trace_cmd(
         positions=positions,
         per_position=per_position,
         steps=steps,
+        ig_metric=ig_metric,
+        ig_rule=ig_rule,
         samples=samples,
         noise=noise,
         candidates=candidates,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from neuronmap.errors import NeuronmapError
 from neuronmap.models.hooks import NeuronHook
 from neuronmap.trace.batch import collate, encode, target_logprob
 from neuronmap.trace.methods import (
@@ -13,6 +14,7 @@ from neuronmap.trace.methods import (
     causal,
     corrupted_logprob,
     embedding_noise,
+    ig_alphas,
     integrated_gradients,
     noise_generator,
 )
@@ -191,6 +193,57 @@ def test_integrated_gradients_one_step_is_gradient_at_half(tiny_models):
     rows = torch.arange(len(batch))
     want = (store["a"] * store["x"].grad)[rows, batch.position]
     torch.testing.assert_close(res.scores[:, 0], want.float(), rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("name", [*ARCHS, "tiny-bert"])
+@pytest.mark.parametrize(
+    ("positions", "per_position", "metric", "rule"),
+    [
+        ("target", False, "logprob", "midpoint"),
+        ("all", True, "logprob", "midpoint"),
+        ("target", False, "prob", "linspace"),
+        ("all", False, "prob", "right"),
+    ],
+)
+def test_integrated_gradients_fast_path_equals_straightforward(
+    tiny_models, name, positions, per_position, metric, rule
+):
+    """Replaying the clean blocks below the scaled layer and the per-row output layer change nothing."""
+    try:
+        lm = tiny_models(name)
+    except NeuronmapError as exc:  # tiny-bert's tokenizer is an optional download
+        pytest.skip(str(exc))
+    batch = make_batch(lm)
+    layers = list(range(lm.n_layers))[::-1]  # any order, layer 0 (nothing to replay) included
+    kwargs = dict(steps=3, positions=positions, per_position=per_position, metric=metric, rule=rule)
+    fast = integrated_gradients(lm, batch, layers, **kwargs)
+    plain = integrated_gradients(lm, batch, layers, fast=False, **kwargs)
+    torch.testing.assert_close(fast.scores, plain.scores, rtol=1e-9, atol=1e-12)
+    torch.testing.assert_close(fast.logprob, plain.logprob)
+    assert torch.equal(fast.correct, plain.correct)
+
+
+@pytest.mark.parametrize("name", ["tiny-gpt2", "tiny-llama"])
+def test_integrated_gradients_one_right_step_is_attribution(tiny_models, name):
+    """One right-rule step is the gradient at the clean point: attribution for the log-probability, and
+    p(target) x attribution for the probability (d p = p d log p)."""
+    lm = tiny_models(name)
+    batch = make_batch(lm)
+    layers = list(range(lm.n_layers))
+    attr = attribution(lm, batch, layers)
+    logprob = integrated_gradients(lm, batch, layers, steps=1, rule="right")
+    prob = integrated_gradients(lm, batch, layers, steps=1, metric="prob", rule="right")
+    torch.testing.assert_close(logprob.scores, attr.scores, rtol=1e-6, atol=1e-9)
+    want = attr.scores * attr.logprob.exp().float()[:, None, None]
+    torch.testing.assert_close(prob.scores, want, rtol=1e-6, atol=1e-9)
+
+
+def test_integrated_gradients_rules_and_checks():
+    torch.testing.assert_close(ig_alphas(4, "midpoint"), torch.tensor([1, 3, 5, 7], dtype=torch.float64) / 8)
+    torch.testing.assert_close(ig_alphas(4, "right"), torch.tensor([1, 2, 3, 4], dtype=torch.float64) / 4)
+    torch.testing.assert_close(ig_alphas(4, "linspace"), torch.tensor([0, 1, 2, 3], dtype=torch.float64) / 3)
+    with pytest.raises(NeuronmapError, match="integration rule"):
+        ig_alphas(4, "trapezoid")
 
 
 def _plain_corrupted(lm, batch_one, span, noise, patch_mlp_out=None):

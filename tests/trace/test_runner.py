@@ -144,6 +144,18 @@ def test_rerun_is_a_no_op_and_changed_params_refused(tmp_path, facts_file):
     assert not forced.skipped and (forced.scores.groupby("context_id").size() == 5).all()
 
 
+def test_ig_metric_and_rule_are_trace_parameters(tmp_path, facts_file):
+    out = tmp_path / "run"
+    kw = {"method": "integrated-gradients", "steps": 2, "top_k": 4}
+    run_trace(out, facts_file, **kw)
+    with pytest.raises(NeuronmapError, match="ig_metric: 'logprob' -> 'prob'"):
+        run_trace(out, facts_file, ig_metric="prob", **kw)
+    with pytest.raises(NeuronmapError, match="ig_rule: 'midpoint' -> 'linspace'"):
+        run_trace(out, facts_file, ig_rule="linspace", **kw)
+    run_trace(out, facts_file, ig_metric="prob", ig_rule="linspace", force=True, **kw)
+    assert run_trace(out, facts_file, ig_metric="prob", ig_rule="linspace", **kw).skipped
+
+
 def test_other_version_refused(tmp_path, facts_file):
     out = tmp_path / "run"
     run_trace(out, facts_file)
@@ -245,6 +257,8 @@ def test_stale_lock_is_taken_over(tmp_path, facts_file):
         ),
         ({"threshold": float("nan")}, "--threshold"),
         ({"ablate": "half"}, "--ablate"),
+        ({"ig_metric": "p"}, "--ig-metric"),
+        ({"ig_rule": "left"}, "--ig-rule"),
     ],
 )
 def test_bad_parameters(tmp_path, facts_file, kwargs, message):

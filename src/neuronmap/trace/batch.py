@@ -187,6 +187,26 @@ def forward_target_logits(model: torch.nn.Module, batch: Batch, **kwargs: object
     return logits[rows, slot]
 
 
+def forward_picked_logits(model: torch.nn.Module, batch: Batch, **kwargs: object) -> torch.Tensor:
+    """:func:`forward_target_logits` with the output layer run at each row's own target positions only (a
+    pre-hook on the output embeddings gathers them), not at the union of all rows' target positions: the same
+    logits, for rows whose prediction positions differ. Models without output embeddings take the plain path."""
+    get_head = getattr(model, "get_output_embeddings", None)
+    head = get_head() if callable(get_head) else None
+    if not isinstance(head, torch.nn.Module):
+        return forward_target_logits(model, batch, **kwargs)
+    rows = torch.arange(len(batch), device=batch.input_ids.device)[:, None]
+
+    def gather(module: torch.nn.Module, args: tuple) -> tuple:
+        return (args[0][rows, batch.target_pos], *args[1:])
+
+    handle = head.register_forward_pre_hook(gather)
+    try:
+        return forward_logits(model, batch, **kwargs)
+    finally:
+        handle.remove()
+
+
 def forward_logits(model: torch.nn.Module, batch: Batch, **kwargs: object) -> torch.Tensor:
     return model(
         input_ids=batch.input_ids, attention_mask=batch.attention_mask, use_cache=False, **kwargs

@@ -54,6 +54,8 @@ class TraceConfig:
     positions: str | None = None  # target|all; causal: subject|all
     per_position: bool = False
     steps: int = 20
+    ig_metric: str = "logprob"  # integrated-gradients: logprob | prob (knowledge-neurons' metric)
+    ig_rule: str = "midpoint"  # integrated-gradients: midpoint | right | linspace (knowledge-neurons' points)
     samples: int = 10
     noise: float = 3.0
     candidates: int = 256
@@ -109,6 +111,10 @@ class TraceConfig:
             raise NeuronmapError("--threshold must be a finite number >= 0")
         if not (self.noise >= 0 and np.isfinite(self.noise)):
             raise NeuronmapError("--noise must be a finite number >= 0")
+        if self.ig_metric not in methods.IG_METRICS:
+            raise NeuronmapError(f"--ig-metric must be one of {', '.join(methods.IG_METRICS)}")
+        if self.ig_rule not in methods.IG_RULES:
+            raise NeuronmapError(f"--ig-rule must be one of {', '.join(methods.IG_RULES)}")
         if self.ablate not in ("zero", "mean"):
             raise NeuronmapError("--ablate must be zero or mean")
         if self.backend not in ("local", "ray"):
@@ -393,7 +399,14 @@ def _apply_method(
         return methods.attribution(lm, batch, layers, config.positions, config.per_position)
     if config.method == "integrated-gradients":
         return methods.integrated_gradients(
-            lm, batch, layers, config.steps, config.positions, config.per_position
+            lm,
+            batch,
+            layers,
+            config.steps,
+            config.positions,
+            config.per_position,
+            metric=config.ig_metric,
+            rule=config.ig_rule,
         )
     if config.method == "ablation":
         return methods.ablation(lm, batch, layers, config.positions, config.candidates, chunk, mean_acts)
