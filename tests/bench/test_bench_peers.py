@@ -42,3 +42,14 @@ def test_knowledge_neurons_scores_the_same_neurons(tiny):
     assert theirs.shape == ours.shape
     # a probability against a log-probability, two quadrature rules: related, not equal
     assert peers.pearson(ours, theirs) > 0.5
+
+
+def test_knowledge_neurons_definition_gives_its_scores(tiny):
+    """With its metric (probability) and points (linspace), neuronmap's IG is knowledge-neurons' IG."""
+    folder, lm, facts = tiny
+    batch = peers.batches_of(lm, facts[:2], 2)[0]
+    layers = list(range(lm.n_layers))
+    ours = integrated_gradients(lm, batch, layers, steps=10, metric="prob", rule="linspace").scores
+    theirs = peers.KnowledgeNeuronsIG(folder, lm.tokenizer, steps=10)(facts[:2])
+    assert peers.pearson(ours, theirs) >= peers.PEARSON_MIN
+    torch.testing.assert_close(theirs.detach().float(), ours, rtol=1e-3, atol=1e-7)
