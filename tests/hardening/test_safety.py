@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 from hardening_helpers import run_cli, snapshot
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 SRC = Path(__file__).resolve().parents[2] / "src" / "neuronmap"
@@ -132,7 +132,7 @@ def test_a_pickled_edit_file_is_not_loaded(tmp_path: Path, monkeypatch: pytest.M
 HOSTILE = ["../up", "../../../../tmp/escape", "/etc/passwd", "..", ".", "a/../../b", "~", "C:\\x", "\x00", ""]
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(name=st.one_of(st.sampled_from(HOSTILE), st.text(max_size=30)))
 def test_names_from_data_stay_in_their_folder(name: str) -> None:
     from neuronmap.explore.figures import _safe_name
