@@ -156,6 +156,18 @@ def test_ig_metric_and_rule_are_trace_parameters(tmp_path, facts_file):
     assert run_trace(out, facts_file, ig_metric="prob", ig_rule="linspace", **kw).skipped
 
 
+def test_a_run_made_before_a_parameter_existed_is_still_reused(tmp_path, facts_file):
+    out = tmp_path / "run"
+    run_trace(out, facts_file, top_k=4)
+    manifest = json.loads((out / "run.json").read_text())
+    for key in ("ig_metric", "ig_rule"):  # parameters added later: absent from older runs
+        del manifest["stages"]["trace"]["params"][key]
+    (out / "run.json").write_text(json.dumps(manifest))
+    assert run_trace(out, facts_file, top_k=4).skipped  # their defaults are what the older run did
+    with pytest.raises(NeuronmapError, match="ig_metric: 'logprob' -> 'prob'"):
+        run_trace(out, facts_file, top_k=4, ig_metric="prob")
+
+
 def test_other_version_refused(tmp_path, facts_file):
     out = tmp_path / "run"
     run_trace(out, facts_file)

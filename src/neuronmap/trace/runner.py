@@ -12,7 +12,7 @@ import json
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -205,8 +205,10 @@ def _check_same(run: RunDir, previous: dict[str, Any], config: TraceConfig) -> N
             f"{run.path}: made by neuronmap {manifest.get('neuronmap_version')}, this is {__version__}; "
             "use --force to trace it again"
         )
-    old = previous.get("params", {})
+    # A parameter added after the run was made did not exist then: its default is what that run did.
+    added = {f.name: f.default for f in fields(TraceConfig) if f.default is not MISSING}
     new = json.loads(json.dumps(config.output_params()))
+    old = {**{k: v for k, v in added.items() if k in new}, **previous.get("params", {})}
     changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
     if changed:
         detail = ", ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in changed)
