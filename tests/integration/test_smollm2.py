@@ -62,7 +62,11 @@ def test_smollm2_as_the_outliers_encoder(smol):
     """A causal LM as the frozen encoder: right padding keeps each text's mean-pooled state as if alone."""
     from neuronmap.outliers.embed import embed_texts
 
-    texts = ["A short one.", "The Eiffel Tower is a wrought-iron lattice tower in Paris, France.", "Cats purr."]
+    texts = [
+        "A short one.",
+        "The Eiffel Tower is a wrought-iron lattice tower in Paris, France.",
+        "Cats purr.",
+    ]
     batched, digest = embed_texts(texts, "smollm2-135m", loaded=smol, use_cache=False, progress=False)
     assert batched.shape == (3, 576) and digest == smol.weights_hash
     for i, text in enumerate(texts):
