@@ -113,10 +113,10 @@ def test_threshold_and_layers(tmp_path, facts_file):
 
 
 def test_keep_known_with_nothing_known_is_an_error(tmp_path, facts_file):
-    # A random model predicts none of these targets: a clear error and no finished run.
+    # A random model predicts none of these targets: a clear error and nothing left behind.
     with pytest.raises(NeuronmapError, match="none of the 5 contexts was kept"):
         run_trace(tmp_path / "run", facts_file, keep="known", top_k=3)
-    assert not (tmp_path / "run" / "scores.parquet").exists()
+    assert not (tmp_path / "run").exists()
 
 
 def test_keep_known_keeps_predicted_targets(tmp_path, tiny_models):

@@ -505,6 +505,7 @@ def _finalize(run: RunDir, n_parts: int, elapsed: float) -> dict[str, Any]:
         kept_n += int(flags.sum())
         dropped_n += int((~flags).sum())
     if kept_n == 0:
+        _clear(run)  # a rerun would find the same: nothing of this run is worth keeping
         raise NeuronmapError(
             f"none of the {dropped_n} contexts was kept: the model predicts none of their targets top-1 "
             "(use --keep all to trace them anyway)"
