@@ -788,27 +788,42 @@ def study_editability_cmd(
         str, typer.Option(help="Embedded name, tiny-*, local folder or hub id.")
     ] = "smollm2-135m",
     facts: Annotated[
-        str, typer.Option(help="builtin:facts (seed facts first), builtin:counterfact-lite or a CounterFact .json.")
+        str,
+        typer.Option(
+            help="builtin:facts (seed facts first), builtin:counterfact-lite or a CounterFact .json."
+        ),
     ] = "builtin:facts",
-    limit: Annotated[int | None, typer.Option(help="The first N facts (those the model knows are studied).")] = None,
+    limit: Annotated[
+        int | None, typer.Option(help="The first N facts (those the model knows are studied).")
+    ] = None,
     layers: Annotated[
         str | None,
-        typer.Option(help="Layers of the best-layer sweep (default: every third of the first 60%, and ROME's)."),
+        typer.Option(
+            help="Layers of the best-layer sweep (default: every third of the first 60%, and ROME's)."
+        ),
     ] = None,
     trace_every: Annotated[int, typer.Option(help="Causal tracing on every N-th layer (and the last).")] = 3,
     samples: Annotated[int, typer.Option(help="Noise draws per fact in causal tracing.")] = 5,
     steps: Annotated[int, typer.Option(help="ROME value optimisation steps (at most).")] = 6,
     prefixes: Annotated[
-        str, typer.Option(help="bare (the rewrite prompt alone) | hparams (ROME's generated context prefixes).")
+        str,
+        typer.Option(help="bare (the rewrite prompt alone) | hparams (ROME's generated context prefixes)."),
     ] = "bare",
     flip_mode: Annotated[
-        str, typer.Option(help="scale (bisect the length of ROME's value change) | clamp (re-optimise per probe).")
+        str,
+        typer.Option(
+            help="scale (bisect the length of ROME's value change) | clamp (re-optimise per probe)."
+        ),
     ] = "scale",
     flip_iters: Annotated[int, typer.Option(help="Bisection steps of the flip norm.")] = 8,
-    hparams: Annotated[str | None, typer.Option(help="ROME hparams name or .json (default: the model's).")] = None,
+    hparams: Annotated[
+        str | None, typer.Option(help="ROME hparams name or .json (default: the model's).")
+    ] = None,
     keep: Annotated[str, typer.Option(help="known (facts the model predicts) | all.")] = "known",
     bootstrap: Annotated[int, typer.Option(help="Bootstrap resamples for the 95% intervals.")] = 2000,
-    figure_format: Annotated[str, typer.Option("--format", help="Figures: png,svg | png | svg | none.")] = "png,svg",
+    figure_format: Annotated[
+        str, typer.Option("--format", help="Figures: png,svg | png | svg | none.")
+    ] = "png,svg",
     seed: Annotated[int, typer.Option(help="Seed of the false targets, the noise and the bootstrap.")] = 0,
     device: Annotated[str | None, typer.Option(help="cpu | cuda | auto.")] = None,
     dtype: Annotated[str | None, typer.Option(help="float32 | bfloat16 | float16 | float64.")] = None,
@@ -845,7 +860,6 @@ def study_editability_cmd(
     for line in s["conclusion"]:
         con.print(f"- {line}", markup=False, highlight=False)
     con.print(f"report: {s['report'][0]}, {s['report'][1]}")
-
 
 
 # ---- outliers wing ---------------------------------------------------------------------------------------
