@@ -17,16 +17,7 @@ import numpy as np
 
 from neuronmap.errors import NeuronmapError
 from neuronmap.graph.projection import GramBlocks, gram_rows
-
-
-def _ray() -> Any:
-    try:
-        import ray
-    except ImportError:
-        raise NeuronmapError(
-            "--backend ray needs Ray: pip install 'neuronmap[ray]' (or pip install ray)"
-        ) from None
-    return ray
+from neuronmap.trace.ray_backend import connect, import_ray
 
 
 class RayBlocks:
@@ -40,27 +31,14 @@ class RayBlocks:
         if workers < 1:
             raise NeuronmapError(f"--workers {workers}: must be >= 1")
         self.address, self.workers, self.tasks_per_worker = address, workers, tasks_per_worker
-        self._module = _ray()  # fails here, before any work, when Ray is not installed
+        self._module = import_ray()  # fails here, before any work, when Ray is not installed
         self._ray: Any = None
         self._started_here = False
         self._task: Any = None
 
     def __enter__(self) -> RayBlocks:
         ray = self._module
-        self._started_here = not ray.is_initialized()
-        if self._started_here:
-            try:
-                ray.init(
-                    address=self.address,
-                    include_dashboard=False,
-                    log_to_driver=False,
-                    ignore_reinit_error=True,
-                    **({} if self.address else {"num_cpus": self.workers}),
-                )
-            except (ConnectionError, ValueError, RuntimeError) as exc:
-                raise NeuronmapError(
-                    f"could not start or reach Ray at {self.address or 'a local cluster'}: {exc}"
-                ) from exc
+        self._started_here = connect(ray, self.address, self.workers)
         self._ray = ray
         self._task = ray.remote(num_cpus=1)(gram_rows)
         return self

@@ -37,7 +37,8 @@ class _Worker:
         return self.job.score(self.lm, part)
 
 
-def _ray() -> Any:
+def import_ray() -> Any:
+    """The ray module, or a clear error naming the extra that installs it."""
     try:
         import ray
     except ImportError:
@@ -47,27 +48,33 @@ def _ray() -> Any:
     return ray
 
 
+def connect(ray: Any, address: str | None, workers: int) -> bool:
+    """Start or reach a cluster unless Ray is already up; True when this call started it (so stops it)."""
+    if ray.is_initialized():
+        return False
+    try:
+        ray.init(
+            address=address,
+            include_dashboard=False,
+            log_to_driver=False,
+            ignore_reinit_error=True,
+            # A local cluster gets exactly the workers' CPUs; a remote one has its own resources.
+            **({} if address else {"num_cpus": workers}),
+        )
+    except (ConnectionError, ValueError, RuntimeError) as exc:
+        raise NeuronmapError(
+            f"could not start or reach Ray at {address or 'a local cluster'}: {exc}"
+        ) from exc
+    return True
+
+
 def score_parts_on_ray(job: PartJob, parts: list[Part]) -> Iterator[tuple[Part, pd.DataFrame, pd.DataFrame]]:
     """Yield each part's tables as its actor finishes it (not in part order)."""
     if not parts:
         return
-    ray = _ray()
+    ray = import_ray()
     config = job.config
-    started_here = not ray.is_initialized()
-    if started_here:
-        try:
-            ray.init(
-                address=config.address,
-                include_dashboard=False,
-                log_to_driver=False,
-                ignore_reinit_error=True,
-                # A local cluster gets exactly the workers' CPUs; a remote one has its own resources.
-                **({} if config.address else {"num_cpus": config.workers}),
-            )
-        except (ConnectionError, ValueError, RuntimeError) as exc:
-            raise NeuronmapError(
-                f"could not start or reach Ray at {config.address or 'a local cluster'}: {exc}"
-            ) from exc
+    started_here = connect(ray, config.address, config.workers)
     threads = config.threads or max(1, (os.cpu_count() or 1) // config.workers)
     actor = ray.remote(num_cpus=1, num_gpus=config.gpus_per_worker)(_Worker)
     actors = [actor.remote(job, threads) for _ in range(min(config.workers, len(parts)))]
