@@ -21,9 +21,13 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
+
+if TYPE_CHECKING:
+    import networkx as nx
 
 ROOT = Path(__file__).resolve().parents[1]
 TIME_LIMIT_S = 180.0
@@ -62,9 +66,19 @@ def random_bipartite(n_edges: int, seed: int = 0) -> pd.DataFrame:
     return edges.drop_duplicates(["layer", "neuron", "token_id"]).head(n_edges).reset_index(drop=True)
 
 
+def networkx_bipartite(edges: pd.DataFrame, neurons: pd.DataFrame) -> tuple[list, nx.Graph]:
+    """The neuron<->token graph as networkx wants it, neurons in ``project``'s order (the peers' input)."""
+    import networkx as nx
+
+    nodes = list(zip(neurons["layer"].tolist(), neurons["neuron"].tolist(), strict=True))
+    bip = nx.Graph()
+    bip.add_nodes_from(nodes)
+    bip.add_edges_from(((r.layer, r.neuron), ("token", r.token_id)) for r in edges.itertuples())
+    return nodes, bip
+
+
 def bench_original_method(n_edges: int) -> list[dict]:
     """Projection and communities against the networkx + python-louvain pipeline, on one graph."""
-    import networkx as nx
     from community import community_louvain
     from networkx.algorithms import bipartite
 
@@ -76,10 +90,7 @@ def bench_original_method(n_edges: int) -> list[dict]:
     start = time.perf_counter()
     graph, neurons = project(edges, "collaboration", neighbors=None)
     ours_s = time.perf_counter() - start
-    nodes = list(zip(neurons["layer"].tolist(), neurons["neuron"].tolist(), strict=True))
-    bip = nx.Graph()
-    bip.add_nodes_from(nodes)
-    bip.add_edges_from(((r.layer, r.neuron), ("token", r.token_id)) for r in edges.itertuples())
+    nodes, bip = networkx_bipartite(edges, neurons)
     start = time.perf_counter()
     reference = bipartite.collaboration_weighted_projected_graph(bip, nodes)
     networkx_s = time.perf_counter() - start

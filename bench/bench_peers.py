@@ -306,10 +306,10 @@ def trace_edges(lm: LoadedModel, batches: list[Batch], facts: list[tuple[str, st
 
 def bench_map(edges) -> list[Row]:
     """neuronmap's exact collaboration projection + Leiden vs networkx's projection + python-louvain."""
-    import networkx as nx
     from community import community_louvain
     from networkx.algorithms import bipartite
 
+    from bench.bench_graph import networkx_bipartite
     from neuronmap.graph import project
     from neuronmap.graph.communities import Leiden
     from neuronmap.graph.quality import modularity
@@ -320,10 +320,7 @@ def bench_map(edges) -> list[Row]:
     ours_s = time.perf_counter() - start
     ours_q = modularity(graph, labels)
 
-    nodes = list(zip(neurons["layer"].tolist(), neurons["neuron"].tolist(), strict=True))
-    bip = nx.Graph()
-    bip.add_nodes_from(nodes)
-    bip.add_edges_from(((r.layer, r.neuron), ("token", r.token_id)) for r in edges.itertuples())
+    nodes, bip = networkx_bipartite(edges, neurons)
     start = time.perf_counter()
     reference = bipartite.collaboration_weighted_projected_graph(bip, nodes)
     parts = community_louvain.best_partition(reference, random_state=0)
