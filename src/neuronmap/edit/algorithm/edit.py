@@ -123,7 +123,8 @@ class Edit:
             "weights_hash": self.lm.weights_hash,
             "request": self.request.to_dict() if self.request else None,
             "hparams": self.hparams.to_dict() if self.hparams else None,
-            "info": self.info,
+            # the wall-clock time stays in memory only, so the same edit saves to the same bytes
+            "info": {k: v for k, v in self.info.items() if k != "seconds"},
             "neuronmap_version": __version__,
         }
 
