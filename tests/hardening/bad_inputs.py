@@ -278,7 +278,7 @@ CASES: list[Case] = [
          {"c.txt": "\n\n"}),
     Case("stats-malformed-corpus", [*STATS, "--layer", "0", "--corpus", "{d}/c.jsonl"], "c.jsonl: line 2",
          {"c.jsonl": BAD_CORPUS_JSONL}),
-    Case("stats-not-utf8-corpus", [*STATS, "--layer", "0", "--corpus", "{d}/c.txt"], "not UTF-8",
+    Case("stats-not-utf8-corpus", [*STATS, "--layer", "0", "--corpus", "{d}/c.txt"], "c.txt: line 1: not valid UTF-8",
          {"c.txt": b"caf\xe9\n"}),
     # -- edit ----------------------------------------------------------------------------------------------------
     Case("edit-subject-not-in-prompt", [*EDIT, "--subject", "Rome", "--prompt", "The city is in", "--target-new", "Paris"],

@@ -17,7 +17,6 @@ and the 1-based line of the offending record, so the user can fix the file witho
 
 from __future__ import annotations
 
-import codecs
 import csv
 import io
 import json
@@ -30,6 +29,7 @@ from typing import Any
 from neuronmap.contexts.builtin import KEEP_KNOWN, PREFIX, load_builtin
 from neuronmap.contexts.record import Context
 from neuronmap.errors import NeuronmapError
+from neuronmap.textfile import file_error, lines, parse_json, read_utf8
 
 # Columns the run directory puts next to the group columns in contexts.parquet: a group must not shadow them.
 RESERVED = frozenset(
@@ -84,38 +84,11 @@ def load_contexts(src: str | Path, *, limit: int | None = None, seed: int = 0) -
             f"{path}: unsupported file type '{path.suffix}' (supported: {', '.join(_READERS)}, "
             f"or {PREFIX}facts, {PREFIX}wiki[:N])"
         )
-    rows = reader(_read_text(path), path)
+    rows = reader(read_utf8(path, "a context file"), path)
     if not rows:
         raise NeuronmapError(f"no contexts in {path}")
     _check_group_types(rows, path)
     return ContextSet([context for _, context in rows[:limit]], source, builtin=False, default_keep="all")
-
-
-def _error(path: Path, line: int | None, message: str) -> NeuronmapError:
-    return NeuronmapError(f"{path}: line {line}: {message}" if line is not None else f"{path}: {message}")
-
-
-def _read_text(path: Path) -> str:
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise _error(path, None, "no such file") from None
-    except IsADirectoryError:
-        raise _error(path, None, "is a directory, not a context file") from None
-    except OSError as exc:
-        raise _error(path, None, f"cannot read the file ({exc.strerror or exc})") from None
-    data = data.removeprefix(codecs.BOM_UTF8)  # spreadsheet exports start with one
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise _error(path, data.count(b"\n", 0, exc.start) + 1, "not valid UTF-8 text") from None
-
-
-def _lines(text: str) -> Iterator[tuple[int, str]]:
-    # Only "\n" ends a line: str.splitlines also splits at characters such as U+2028 that JSON strings may
-    # hold, which would break records and shift line numbers against what an editor shows.
-    for number, line in enumerate(text.split("\n"), start=1):
-        yield number, line.removesuffix("\r")
 
 
 def _kind(value: Any) -> str:
@@ -142,18 +115,18 @@ def _encodable(text: str) -> bool:
 def _string(value: Any, label: str, path: Path, line: int) -> str:
     # Labels are quoted with repr: field names come from the user's file, and a message stays one line.
     if not isinstance(value, str):
-        raise _error(path, line, f"field {label!r} must be a string, got {_kind(value)}")
+        raise file_error(path, line, f"field {label!r} must be a string, got {_kind(value)}")
     if not _encodable(value):
-        raise _error(path, line, f"field {label!r} holds an invalid character (a lone surrogate)")
+        raise file_error(path, line, f"field {label!r} holds an invalid character (a lone surrogate)")
     return value
 
 
 def _get(obj: dict[str, Any], key: str, kind: type, label: str, path: Path, line: int) -> Any:
     if key not in obj:
-        raise _error(path, line, f"missing field {label!r}")
+        raise file_error(path, line, f"missing field {label!r}")
     value = obj[key]
     if not isinstance(value, kind):
-        raise _error(path, line, f"field {label!r} must be {_kind(kind())}, got {_kind(value)}")
+        raise file_error(path, line, f"field {label!r} must be {_kind(kind())}, got {_kind(value)}")
     return value
 
 
@@ -163,25 +136,25 @@ def _make_context(
     """Validate one record's values; the single place every format's rules are enforced."""
     text = _string(text, "text", path, line)
     if not text.strip():
-        raise _error(path, line, "empty text")
+        raise file_error(path, line, "empty text")
     if target is not None:
         target = _string(target, "target", path, line)
         if not target.strip():
-            raise _error(path, line, "empty target")
+            raise file_error(path, line, "empty target")
     if subject is not None:
         subject = _string(subject, "subject", path, line)
         subject = subject if subject.strip() else None
         if subject is not None and subject not in text:
-            raise _error(path, line, f"subject {subject!r} does not occur in the text")
+            raise file_error(path, line, f"subject {subject!r} does not occur in the text")
     for key, value in groups.items():
         if not _encodable(key):
-            raise _error(path, line, "a field name holds an invalid character (a lone surrogate)")
+            raise file_error(path, line, "a field name holds an invalid character (a lone surrogate)")
         if key in RESERVED:
-            raise _error(path, line, f"field {key!r} is reserved for the run directory; rename it")
+            raise file_error(path, line, f"field {key!r} is reserved for the run directory; rename it")
         if isinstance(value, str):
             _string(value, key, path, line)
         elif value is not None and not isinstance(value, int | float):
-            raise _error(
+            raise file_error(
                 path, line, f"field {key!r} must be a string, number, boolean or null, got {_kind(value)}"
             )
     return Context(text=text, target=target, subject=subject, groups=dict(groups))
@@ -190,7 +163,7 @@ def _make_context(
 def _plain_context(record: dict[str, Any], path: Path, line: int) -> Context:
     for field in ("text", "target"):
         if field not in record:
-            raise _error(path, line, f"missing field '{field}'")
+            raise file_error(path, line, f"missing field '{field}'")
     groups = {key: value for key, value in record.items() if key not in _FIELDS}
     return _make_context(record["text"], record["target"], record.get("subject"), groups, path, line)
 
@@ -204,32 +177,21 @@ def _check_group_types(rows: Rows, path: Path) -> None:
                 continue
             kind = _kind(value)
             if seen.setdefault(key, kind) != kind:
-                raise _error(path, line, f"field {key!r} is {kind} here but {seen[key]} in earlier records")
+                raise file_error(
+                    path, line, f"field {key!r} is {kind} here but {seen[key]} in earlier records"
+                )
 
 
 def _read_jsonl(text: str, path: Path) -> Rows:
     rows: Rows = []
-    for line, raw in _lines(text):
+    for line, raw in lines(text):
         if not raw.strip():
             continue
-        record = _parse_json(raw, path, line)
+        record = parse_json(raw, path, line)
         if not isinstance(record, dict):
-            raise _error(path, line, f"expected a JSON object, got {_kind(record)}")
+            raise file_error(path, line, f"expected a JSON object, got {_kind(record)}")
         rows.append((line, _plain_context(record, path, line)))
     return rows
-
-
-def _parse_json(raw: str, path: Path, line: int) -> Any:
-    try:
-        return json.loads(raw)
-    except json.JSONDecodeError as exc:
-        raise _error(
-            path, line + exc.lineno - 1, f"malformed JSON ({exc.msg} at column {exc.colno})"
-        ) from None
-    except RecursionError:
-        raise _error(path, line, "malformed JSON (nested too deeply)") from None
-    except ValueError as exc:  # e.g. an integer with more digits than Python converts
-        raise _error(path, line, f"malformed JSON ({exc})") from None
 
 
 def _read_table(text: str, path: Path, delimiter: str) -> Rows:
@@ -248,10 +210,12 @@ def _read_table(text: str, path: Path, delimiter: str) -> Rows:
                 header = _header(cells, path, line)
                 continue
             if len(cells) != len(header):
-                raise _error(path, line, f"{len(cells)} cells, but the header names {len(header)} columns")
+                raise file_error(
+                    path, line, f"{len(cells)} cells, but the header names {len(header)} columns"
+                )
             rows.append((line, _plain_context(dict(zip(header, cells, strict=True)), path, line)))
     except csv.Error as exc:
-        raise _error(path, reader.line_num, f"malformed {path.suffix[1:].upper()} ({exc})") from None
+        raise file_error(path, reader.line_num, f"malformed {path.suffix[1:].upper()} ({exc})") from None
     return rows
 
 
@@ -259,24 +223,24 @@ def _header(cells: list[str], path: Path, line: int) -> list[str]:
     names = [cell.strip() for cell in cells]
     for position, name in enumerate(names, start=1):
         if not name:
-            raise _error(path, line, f"column {position} of the header has no name")
+            raise file_error(path, line, f"column {position} of the header has no name")
         if names.index(name) != position - 1:
-            raise _error(path, line, f"column {name!r} appears twice in the header")
+            raise file_error(path, line, f"column {name!r} appears twice in the header")
     for required in ("text", "target"):
         if required not in names:
             found = ", ".join(map(repr, names))
-            raise _error(path, line, f"the header has no '{required}' column (columns: {found})")
+            raise file_error(path, line, f"the header has no '{required}' column (columns: {found})")
     return names
 
 
 def _read_txt(text: str, path: Path) -> Rows:
     rows: Rows = []
-    for line, raw in _lines(text):
+    for line, raw in lines(text):
         if not raw.strip():
             continue
         parts = raw.split("\t")
         if len(parts) > 2:
-            raise _error(path, line, f"{len(parts) - 1} tabs; expected 'text<TAB>target' or 'text' alone")
+            raise file_error(path, line, f"{len(parts) - 1} tabs; expected 'text<TAB>target' or 'text' alone")
         target = parts[1] if len(parts) == 2 else None
         rows.append((line, _make_context(parts[0], target, None, {}, path, line)))
     return rows
@@ -288,12 +252,12 @@ def _read_json(text: str, path: Path) -> Rows:
         return []
     first_line, first = items[0]
     if not isinstance(first, dict):
-        raise _error(path, first_line, f"expected a JSON object, got {_kind(first)}")
+        raise file_error(path, first_line, f"expected a JSON object, got {_kind(first)}")
     convert = _json_format(first, path, first_line)
     rows: Rows = []
     for line, record in items:
         if not isinstance(record, dict):
-            raise _error(path, line, f"expected a JSON object, got {_kind(record)}")
+            raise file_error(path, line, f"expected a JSON object, got {_kind(record)}")
         rows.append((line, convert(record, path, line)))
     return rows
 
@@ -305,8 +269,8 @@ def _json_list(text: str, path: Path) -> list[tuple[int, Any]]:
     if pos == len(text):
         return []
     if text[pos] != "[":
-        value = _parse_json(text, path, 1)
-        raise _error(path, 1, f"expected a JSON list of records, got {_kind(value)}")
+        value = parse_json(text, path, 1)
+        raise file_error(path, 1, f"expected a JSON list of records, got {_kind(value)}")
     items: list[tuple[int, Any]] = []
     # The line number at offset `counted`, advanced incrementally: counting from 0 each time is quadratic.
     line, counted = 1, 0
@@ -317,11 +281,11 @@ def _json_list(text: str, path: Path) -> list[tuple[int, Any]]:
         try:
             value, end = decoder.raw_decode(text, pos)
         except json.JSONDecodeError as exc:
-            raise _error(path, exc.lineno, f"malformed JSON ({exc.msg} at column {exc.colno})") from None
+            raise file_error(path, exc.lineno, f"malformed JSON ({exc.msg} at column {exc.colno})") from None
         except RecursionError:
-            raise _error(path, line, "malformed JSON (nested too deeply)") from None
+            raise file_error(path, line, "malformed JSON (nested too deeply)") from None
         except ValueError as exc:
-            raise _error(path, line, f"malformed JSON ({exc})") from None
+            raise file_error(path, line, f"malformed JSON ({exc})") from None
         items.append((line, value))
         pos = _JSON_WS.match(text, end).end()
         if text.startswith(",", pos):
@@ -330,10 +294,10 @@ def _json_list(text: str, path: Path) -> list[tuple[int, Any]]:
             closed = True
         else:
             at = 1 + text.count("\n", 0, pos)
-            raise _error(path, at, "malformed JSON (expected ',' or ']' after a list element)")
+            raise file_error(path, at, "malformed JSON (expected ',' or ']' after a list element)")
     end = _JSON_WS.match(text, pos + 1).end()
     if end != len(text):
-        raise _error(path, 1 + text.count("\n", 0, end), "malformed JSON (extra data after the list)")
+        raise file_error(path, 1 + text.count("\n", 0, end), "malformed JSON (extra data after the list)")
     return items
 
 
@@ -347,7 +311,7 @@ def _json_format(record: dict[str, Any], path: Path, line: int) -> Converter:
         return _known_1000
     if "text" in record:
         return _plain_context
-    raise _error(
+    raise file_error(
         path,
         line,
         "unrecognised record: expected CounterFact ('requested_rewrite'), known_1000 ('prompt', 'attribute') "
@@ -361,9 +325,9 @@ def _counterfact(record: dict[str, Any], path: Path, line: int) -> Context:
     prompt = _get(rewrite, "prompt", str, "requested_rewrite.prompt", path, line)
     subject = _get(rewrite, "subject", str, "requested_rewrite.subject", path, line)
     if not subject.strip():
-        raise _error(path, line, "empty field 'requested_rewrite.subject'")
+        raise file_error(path, line, "empty field 'requested_rewrite.subject'")
     if "{}" not in prompt:
-        raise _error(path, line, "field 'requested_rewrite.prompt' has no '{}' where the subject goes")
+        raise file_error(path, line, "field 'requested_rewrite.prompt' has no '{}' where the subject goes")
     true = _get(rewrite, "target_true", dict, "requested_rewrite.target_true", path, line)
     target = _get(true, "str", str, "requested_rewrite.target_true.str", path, line)
     groups = {"case_id": _get(record, "case_id", object, "case_id", path, line)}

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
-import json
 import random
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from neuronmap.errors import NeuronmapError
+from neuronmap.textfile import file_error, lines, parse_json, read_utf8
 
 WIKI = "builtin:wiki"
 
@@ -39,32 +39,25 @@ def load_corpus(spec: str | Path, seed: int = 0) -> Corpus:
         raise NeuronmapError(f"{path}: no such corpus file")
     if path.suffix not in (".txt", ".jsonl"):
         raise NeuronmapError(f"{path}: a corpus is a .txt (one text a line) or .jsonl file (field 'text')")
-    data = path.read_bytes()
-    try:
-        lines = data.decode("utf-8").splitlines()
-    except UnicodeDecodeError:
-        raise NeuronmapError(f"{path}: not UTF-8 text") from None
-    texts = _jsonl_texts(path, lines) if path.suffix == ".jsonl" else [s for s in lines if s.strip()]
+    text = read_utf8(path, "a corpus file")
+    texts = _jsonl_texts(path, text) if path.suffix == ".jsonl" else [s for _, s in lines(text) if s.strip()]
     if not texts:
         raise NeuronmapError(f"{path}: the corpus has no text")
-    digest = hashlib.sha256(path.suffix.encode() + b"\0" + data).hexdigest()
+    digest = hashlib.sha256(path.suffix.encode() + b"\0" + text.encode()).hexdigest()
     return Corpus(str(path), digest, lambda: iter(texts))
 
 
-def _jsonl_texts(path: Path, lines: list[str]) -> list[str]:
+def _jsonl_texts(path: Path, text: str) -> list[str]:
     texts = []
-    for number, line in enumerate(lines, 1):
+    for number, line in lines(text):
         if not line.strip():
             continue
-        try:
-            record = json.loads(line)
-        except ValueError as exc:
-            raise NeuronmapError(f"{path}: line {number}: not JSON ({exc})") from None
-        text = record.get("text") if isinstance(record, dict) else None
-        if not isinstance(text, str):
-            raise NeuronmapError(f"{path}: line {number}: needs a string field 'text'")
-        if text.strip():
-            texts.append(text)
+        record = parse_json(line, path, number)
+        value = record.get("text") if isinstance(record, dict) else None
+        if not isinstance(value, str):
+            raise file_error(path, number, "needs a string field 'text'")
+        if value.strip():
+            texts.append(value)
     return texts
 
 

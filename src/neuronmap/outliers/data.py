@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from neuronmap.errors import NeuronmapError
+from neuronmap.textfile import file_error, lines, parse_json, read_utf8
 
 PREFIX = "builtin:"
 BUILTIN = ("wiki-topics", "sentiment")
@@ -165,10 +166,6 @@ def _sentiment() -> tuple[tuple[str, ...], tuple[str, ...]]:
 # ---- files -----------------------------------------------------------------------------------------------
 
 
-def _error(path: Path, line: int | None, message: str) -> NeuronmapError:
-    return NeuronmapError(f"{path}: line {line}: {message}" if line is not None else f"{path}: {message}")
-
-
 def _read_file(path: Path, text_column: str, label_column: str, require_labels: bool) -> LabelledTexts:
     suffix = path.suffix.lower()
     if suffix not in (".csv", ".tsv", ".jsonl"):
@@ -176,60 +173,45 @@ def _read_file(path: Path, text_column: str, label_column: str, require_labels: 
             f"{path}: unsupported file type '{path.suffix}' (supported: .csv, .tsv, .jsonl, "
             f"or {', '.join(PREFIX + b for b in BUILTIN)})"
         )
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise _error(path, None, "no such file") from None
-    except IsADirectoryError:
-        raise _error(path, None, "is a directory, not a data file") from None
-    except OSError as exc:
-        raise _error(path, None, f"cannot read the file ({exc.strerror or exc})") from None
-    raw = raw.removeprefix(b"\xef\xbb\xbf")
-    try:
-        content = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise _error(path, raw.count(b"\n", 0, exc.start) + 1, "not valid UTF-8 text") from None
+    content = read_utf8(path, "a data file")
     if suffix == ".jsonl":
         rows = _jsonl_rows(content, path, text_column, label_column, require_labels)
     else:
         delimiter = "\t" if suffix == ".tsv" else ","
         rows = _table_rows(content, path, delimiter, text_column, label_column, require_labels)
     if not rows:
-        raise _error(path, None, "no rows")
+        raise file_error(path, None, "no rows")
     return LabelledTexts([r[0] for r in rows], [r[1] for r in rows], str(path))
 
 
 def _check_row(text: Any, label: Any, path: Path, line: int, require_labels: bool) -> tuple[str, str | None]:
     if not isinstance(text, str):
-        raise _error(path, line, f"the text must be a string, got {type(text).__name__}")
+        raise file_error(path, line, f"the text must be a string, got {type(text).__name__}")
     if not text.strip():
-        raise _error(path, line, "empty text")
+        raise file_error(path, line, "empty text")
     if label is None or (isinstance(label, str) and not label.strip()):
         if require_labels:
-            raise _error(path, line, "empty label")
+            raise file_error(path, line, "empty label")
         return text, None
     if isinstance(label, bool | int | float | str):
         return text, str(label).strip()
-    raise _error(path, line, f"the label must be a string or a number, got {type(label).__name__}")
+    raise file_error(path, line, f"the label must be a string or a number, got {type(label).__name__}")
 
 
 def _jsonl_rows(
     content: str, path: Path, text_column: str, label_column: str, require_labels: bool
 ) -> list[tuple[str, str | None]]:
     rows = []
-    for number, raw in enumerate(content.split("\n"), start=1):
+    for number, raw in lines(content):
         if not raw.strip():
             continue
-        try:
-            record = json.loads(raw)
-        except ValueError as exc:
-            raise _error(path, number, f"malformed JSON ({exc})") from None
+        record = parse_json(raw, path, number)
         if not isinstance(record, dict):
-            raise _error(path, number, f"expected a JSON object, got {type(record).__name__}")
+            raise file_error(path, number, f"expected a JSON object, got {type(record).__name__}")
         if text_column not in record:
-            raise _error(path, number, f"missing field {text_column!r}")
+            raise file_error(path, number, f"missing field {text_column!r}")
         if label_column not in record and require_labels:
-            raise _error(path, number, f"missing field {label_column!r} (name it with --label-column)")
+            raise file_error(path, number, f"missing field {label_column!r} (name it with --label-column)")
         rows.append(_check_row(record[text_column], record.get(label_column), path, number, require_labels))
     return rows
 
@@ -253,9 +235,11 @@ def _table_rows(
                 header = [cell.strip() for cell in cells]
                 found = ", ".join(map(repr, header))
                 if text_column not in header:
-                    raise _error(path, line, f"the header has no {text_column!r} column (columns: {found})")
+                    raise file_error(
+                        path, line, f"the header has no {text_column!r} column (columns: {found})"
+                    )
                 if label_column not in header and require_labels:
-                    raise _error(
+                    raise file_error(
                         path,
                         line,
                         f"the header has no {label_column!r} column (columns: {found}); "
@@ -265,13 +249,15 @@ def _table_rows(
                 label_at = header.index(label_column) if label_column in header else None
                 continue
             if len(cells) != len(header):
-                raise _error(path, line, f"{len(cells)} cells, but the header names {len(header)} columns")
+                raise file_error(
+                    path, line, f"{len(cells)} cells, but the header names {len(header)} columns"
+                )
             label = cells[label_at] if label_at is not None else None
             rows.append(_check_row(cells[text_at], label, path, line, require_labels))
     except csv.Error as exc:
-        raise _error(path, reader.line_num, f"malformed {path.suffix[1:].upper()} ({exc})") from None
+        raise file_error(path, reader.line_num, f"malformed {path.suffix[1:].upper()} ({exc})") from None
     if header is None:
-        raise _error(path, None, "empty file (no header row)")
+        raise file_error(path, None, "empty file (no header row)")
     return rows
 
 
