@@ -5,6 +5,7 @@ User mistakes raise ``NeuronmapError``; ``main`` prints them as one line on stde
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -22,6 +23,13 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 console = Console(stderr=True, soft_wrap=True)
+
+
+def _stdout() -> Console:
+    """The console for results. Piped into a file or ``grep``, rich would wrap tables at 80 columns and split
+    their rows over several lines; there they keep their natural width (COLUMNS still sets one)."""
+    piped = not sys.stdout.isatty() and "COLUMNS" not in os.environ
+    return Console(soft_wrap=True, width=10_000 if piped else None)
 
 
 def _int_list(value: str | None, option: str) -> list[int] | None:
@@ -65,8 +73,8 @@ def models_cmd(
             "yes" if row["cached"] else "no",
             "" if row["size_mb"] is None else str(row["size_mb"]),
         )
-    Console().print(table)
-    Console().print(
+    _stdout().print(table)
+    _stdout().print(
         "tiny test models (built in code): tiny-gpt2, tiny-llama, tiny-neox, tiny-gemma, tiny-bert"
     )
 
@@ -181,7 +189,7 @@ def trace_cmd(
     s = result.summary
     if result.skipped:
         console.print(f"{out}: trace already complete (use --force to redo it)")
-    out_console = Console(soft_wrap=True)
+    out_console = _stdout()
     out_console.print(
         f"[bold]{out}[/]: {s['contexts_kept']} of {s['contexts_total']} contexts kept "
         f"({s['contexts_dropped']} dropped), {s['score_rows']} scores over {s['neurons_with_scores']} neurons, "
@@ -307,7 +315,7 @@ def _fmt(value: float | None, spec: str) -> str:
 def _print_map_summary(s: dict, path: Path) -> None:
     from rich.table import Table
 
-    out = Console(soft_wrap=True)
+    out = _stdout()
     c = s["counts"]
     out.print(
         f"[bold]{path}[/]: {c['neurons']:,} neurons, {c['tokens']:,} tokens, {c['edges']:,} edges -> "
@@ -372,7 +380,7 @@ def explore_cmd(
 
     result = explore(run, figures=figures, out=out)
     s = result.summary
-    con = Console(soft_wrap=True)
+    con = _stdout()
     con.print(f"[bold]page: {result.page}[/]")
     con.print(
         f"{s['clusters']} clusters ({s['merged_clusters']} after merging) of {s['neurons']:,} neurons, "
@@ -415,7 +423,7 @@ def figures_cmd(
     formats = tuple(f.strip() for f in figure_format.split(",") if f.strip())
     if not formats or any(f not in FORMATS for f in formats):
         raise NeuronmapError(f"--format takes {', '.join(FORMATS)} (comma-separated), got {figure_format!r}")
-    con = Console(soft_wrap=True)
+    con = _stdout()
     for path in write_figures(run, out, formats):
         con.print(f"figure: {path}")
 
@@ -458,7 +466,7 @@ def group_cmd(
         torch.set_num_threads(threads)
     params = SenseParams(layer, min_contexts, max_senses, min_silhouette, batch_size, seed)
     record = group_run(run, by, model=model, sense=params, force=force)
-    con = Console(soft_wrap=True)
+    con = _stdout()
     for name, info in record.items():
         summary = info["summary"]
         if name == "pos":
@@ -576,7 +584,7 @@ def causal_trace_cmd(
         formats=formats,
         document_start=document_start,
     )
-    con = Console(soft_wrap=True)
+    con = _stdout()
     con.print(
         f"[bold]{out}[/]: {s['facts']} fact(s) traced ({s['facts_dropped']} dropped), "
         f"p clean {s['p_clean_mean']:.3f}, corrupted {s['p_corrupted_mean']:.3f}, {s['seconds']} s"
@@ -631,7 +639,7 @@ def stats_cmd(
         batch_size=batch_size,
         seed=seed,
     )
-    con = Console(soft_wrap=True)
+    con = _stdout()
     for lay, st in found.items():
         how = "cached" if st.cached else f"computed in {st.seconds:.1f} s"
         con.print(
@@ -699,7 +707,7 @@ def edit_cmd(
     before = probs()
     edit = rome(lm, request, hp, layer=layer, progress=True).apply()
     after = probs()
-    con = Console(soft_wrap=True)
+    con = _stdout()
     con.print(
         f"[bold]edited layer {edit.layer}[/] ({edit.module_name}): {edit.info['steps']} steps, "
         f"|delta| {edit.info['delta_norm']:.2f}, {edit.info['seconds']} s"
@@ -768,7 +776,7 @@ def edit_eval_cmd(
             for k in ("efficacy", "paraphrase", "neighborhood", "score", "fluency")
         ]
         table.add_row(lay, *cells)
-    con = Console(soft_wrap=True)
+    con = _stdout()
     con.print(table)
     con.print(
         f"edited (unedited) model; percentages except fluency (n-gram entropy, bits). {out}, {s['seconds']} s"
@@ -853,7 +861,7 @@ def study_editability_cmd(
         seed=seed,
         formats=formats,
     )
-    con = Console(soft_wrap=True)
+    con = _stdout()
     con.print(
         f"[bold]{out}[/]: {s['studied']} of {s['facts']} facts studied ({s['unknown']} not known), {s['seconds']} s"
     )
@@ -995,7 +1003,7 @@ def outliers_train_cmd(
          "components": components},
     )  # fmt: skip
     s = train_classifier(data_config, train_config, out, force=force).summary
-    show = Console(soft_wrap=True)
+    show = _stdout()
     split = s["split"]
     show.print(
         f"[bold]{out}[/]: {len(s['classes'])} classes, {s['encoder']} embeddings ({s['dim']}-d); "
@@ -1077,7 +1085,7 @@ def outliers_synthesize_cmd(
             f"{row['energy']:.3f}",
             f"{_pct(row['still_class'])}%",
         )
-    show = Console(soft_wrap=True)
+    show = _stdout()
     show.print(table)
     for note in result.summary["notes"]:
         show.print(f"note: {note}")
@@ -1157,7 +1165,7 @@ def outliers_refine_cmd(
         for r, stats in enumerate(agg[strategy], start=1):
             table.add_row(strategy, str(r), str(initial + r * budget), cell(stats["accuracy"]),
                           cell(stats["hard_accuracy"]))  # fmt: skip
-    show = Console(soft_wrap=True)
+    show = _stdout()
     show.print(table)
     show.print(f"[bold]{out}[/]: refine.json, picked.jsonl ({result['seconds']} s)")
 
@@ -1213,7 +1221,7 @@ def outliers_evaluate_cmd(
     )
     from neuronmap.outliers.evaluate import markdown_table
 
-    show = Console(soft_wrap=True)
+    show = _stdout()
     show.print(markdown_table(result), markup=False, highlight=False)
     show.print(f"[bold]{out}[/]: metrics.json, metrics.md ({result['seconds']} s)")
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -68,7 +69,11 @@ def test_user_mistakes_exit_2_with_one_line(tmp_path, args, message):
     assert not (tmp_path / "run" / "scores.parquet").exists()
 
 
-def test_models_command_lists_embedded():
-    proc = run("models")
+def test_models_command_lists_embedded_one_row_a_line_when_piped():
+    env = {k: v for k, v in os.environ.items() if k != "COLUMNS"}
+    proc = run("models", env=env)
     assert proc.returncode == 0
     assert "smollm2-135m" in proc.stdout and "minilm-l6" in proc.stdout
+    # piped, the table keeps its width: a model's row is one line that grep can find
+    row = next(line for line in proc.stdout.splitlines() if "smollm2-135m" in line)
+    assert "causal-lm" in row and "(default)" in row
