@@ -323,12 +323,22 @@ def _print_map_summary(s: dict, path: Path) -> None:
         f"{s['method']} on the {s['projection']} projection, {s['scope']}"
     )
     out.print(f"modularity {_fmt(s['modularity'], '.3f')}, n-cut {_fmt(s['ncut'], '.2f')}")
-    units = Table("scope", "neurons", "clusters", "modularity", "k", "p / z (pairs)", "p / z (edges)", "ARI")
+    units = Table(
+        "scope",
+        "neurons",
+        "clusters",
+        "modularity",
+        "k",
+        "p / z (swaps)",
+        "p / z (pairs)",
+        "p / z (edges)",
+        "ARI",
+    )
     for u in s["units"]:
         test = u["clusterability"] or {}
         cells = [
             f"{_fmt(test[kind]['p'], '.3f')} / {_fmt(test[kind]['z'], '.1f')}" if kind in test else "-"
-            for kind in ("pairs", "edges")
+            for kind in ("swaps", "pairs", "edges")
         ]
         ari = (u["stability"] or {}).get("mean")
         scope = "all layers" if u["layer"] is None else f"layer {u['layer']}"
@@ -384,7 +394,7 @@ def explore_cmd(
     con.print(f"[bold]page: {result.page}[/]")
     con.print(
         f"{s['clusters']} clusters ({s['merged_clusters']} after merging) of {s['neurons']:,} neurons, "
-        f"{s['method']} {s['scope']}, {s['contexts']:,} contexts; clusterability (pairs null): {s['clusterability']}"
+        f"{s['method']} {s['scope']}, {s['contexts']:,} contexts; clusterability {s['clusterability']}"
     )
     if s["groups"]:
         con.print("context groups: " + ", ".join(f"{c} ({n} values)" for c, n in s["groups"].items()))

@@ -15,7 +15,7 @@ def test_explore_prints_the_page_and_a_summary(run_copy):
     result = CliRunner().invoke(app, ["explore", str(run_copy)])
     assert result.exit_code == 0, result.output
     assert f"page: {run_copy / 'explorer.html'}" in result.output
-    assert "4 clusters" in result.output and "clusterability (pairs null): all layers: p =" in result.output
+    assert "4 clusters" in result.output and "clusterability (swaps null): all layers: p =" in result.output
     assert (
         result.output.count(" bits): ") == 3
         and "context groups: relation (4 values), pos (2 values)" in result.output

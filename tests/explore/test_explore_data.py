@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from neuronmap.errors import NeuronmapError
-from neuronmap.explore.data import load_view, top_specific
+from neuronmap.explore.data import clusterability_line, load_view, top_specific
 from neuronmap.explore.layout import embed_profiles
 from neuronmap.explore.page import HIST_BINS, build_payload
 from neuronmap.trace.store import RunDir
@@ -86,3 +86,17 @@ def test_unmapped_run_is_a_clear_error(mapped_run, tmp_path):
     rd.write_manifest(manifest)
     with pytest.raises(NeuronmapError, match="has no map yet; run `neuronmap map"):
         load_view(run)
+
+
+def _unit(layer: int | None, **tests: tuple[float, float | None]) -> dict:
+    return {"layer": layer, "clusterability": {k: {"p": p, "z": z} for k, (p, z) in tests.items()}}
+
+
+def test_clusterability_line_reads_the_swaps_null_and_falls_back_to_pairs():
+    both = {"units": [_unit(None, swaps=(0.05, 4.25), pairs=(1.0, -23.0))]}
+    assert clusterability_line(both) == "(swaps null): all layers: p = 0.05, z = 4.2"
+    older = {"units": [_unit(None, pairs=(0.5, None))]}  # a map made before the swaps null
+    assert clusterability_line(older) == "(pairs null): all layers: p = 0.5"
+    layers = {"units": [_unit(i, swaps=(p, 1.0)) for i, p in enumerate([0.4, 0.1, 0.2, 0.05, 0.3])]}
+    assert clusterability_line(layers) == "(swaps null): 5 layers tested: p from 0.05 to 0.4 (median 0.2)"
+    assert clusterability_line({"units": [{"layer": None, "clusterability": None}]}).startswith("not tested")

@@ -60,7 +60,8 @@ def test_map_run_writes_every_output(planted_run):
     )
     assert result.summary["modularity"] == pytest.approx(result.clusters["modularity"].sum())
     test = result.summary["units"][0]["clusterability"]
-    assert test["pairs"]["p"] == test["edges"]["p"] == pytest.approx(1 / 4) and test["pairs"]["z"] > 3
+    assert test["pairs"]["p"] == test["edges"]["p"] == test["swaps"]["p"] == pytest.approx(1 / 4)
+    assert test["pairs"]["z"] > 3 and test["swaps"]["z"] > 3
     loaded = MapResult.load(run)
     for name in ["edges", "neurons", "clusters", "cluster_tokens", "token_groups", "projection"]:
         pd.testing.assert_frame_equal(getattr(loaded, name), pd.read_parquet(folder / f"{name}.parquet"))
@@ -117,7 +118,10 @@ def test_spectral_chooses_the_planted_k_from_the_null(planted_run, seed):
 def test_collaboration_skips_the_uninformative_edges_null(planted_run, method):
     run, _ = planted_run()
     unit = map_run(run, method=method, projection="collaboration", **FAST).summary["units"][0]
-    assert set(unit["clusterability"]) == {"pairs", "statistic"} and "edges null skipped" in unit["notes"][0]
+    assert (
+        set(unit["clusterability"]) == {"pairs", "swaps", "statistic"}
+        and "edges null skipped" in unit["notes"][0]
+    )
 
 
 def test_rerun_loads_and_other_options_need_force(planted_run):

@@ -275,22 +275,28 @@ def top_specific(view: RunView, n: int = 3, partition: str = "cluster") -> list[
 
 
 def clusterability_line(summary: dict[str, Any]) -> str:
-    """One line on the clusterability test of each scope unit (pairs null), as the CLI and the page say it."""
-    parts = []
+    """One line on the clusterability test of each scope unit, as the CLI and the page say it: against the
+    degree-preserving ``swaps`` null (``pairs`` for maps made before it existed), the one that neuron breadth
+    alone cannot fail."""
+    tests = {}
     for unit in summary.get("units", []):
-        test = (unit.get("clusterability") or {}).get("pairs")
-        if not test or test.get("p") is None:
-            continue
-        where = "all layers" if unit.get("layer") is None else f"layer {unit['layer']}"
-        z = test.get("z")
-        parts.append(f"{where}: p = {test['p']:.3g}" + ("" if z is None else f", z = {z:.1f}"))
-    if not parts:
-        return "clusterability not tested (--null-samples 0)"
-    if len(parts) > 4:
-        ps = sorted(
-            u["clusterability"]["pairs"]["p"]
-            for u in summary["units"]
-            if (u.get("clusterability") or {}).get("pairs", {}).get("p") is not None
+        found = unit.get("clusterability") or {}
+        kind = "swaps" if "swaps" in found else "pairs"
+        if (found.get(kind) or {}).get("p") is not None:
+            tests["all layers" if unit.get("layer") is None else f"layer {unit['layer']}"] = (
+                kind,
+                found[kind],
+            )
+    if not tests:
+        return "not tested (--null-samples 0)"
+    head = f"({' / '.join(sorted({kind for kind, _ in tests.values()}))} null): "
+    if len(tests) > 4:
+        ps = sorted(test["p"] for _, test in tests.values())
+        return (
+            head
+            + f"{len(ps)} layers tested: p from {ps[0]:.3g} to {ps[-1]:.3g} (median {ps[len(ps) // 2]:.3g})"
         )
-        return f"{len(ps)} layers tested: p from {ps[0]:.3g} to {ps[-1]:.3g} (median {ps[len(ps) // 2]:.3g})"
-    return "; ".join(parts)
+    return head + "; ".join(
+        f"{where}: p = {test['p']:.3g}" + ("" if test.get("z") is None else f", z = {test['z']:.1f}")
+        for where, (_, test) in tests.items()
+    )

@@ -34,6 +34,7 @@ MAX_CLUSTERS = 40  # columns of the heatmaps
 MAX_VALUES = 30  # rows of a group x cluster matrix
 LABELLED = 12  # clusters named on the map
 DPI = 150
+NULL_COLORS = (("swaps", "C3"), ("pairs", "C1"), ("edges", "C2"))
 
 
 def _text(text: str) -> str:
@@ -126,7 +127,7 @@ def _clusterability(view: RunView) -> Figure:
             name = "all layers" if u.get("layer") is None else f"layer {u['layer']}"
             k = np.array([p["k"] for p in u["ncut_curve"]])
             ax.plot(k, [p["ncut"] for p in u["ncut_curve"]], marker="o", ms=3, label=f"n-cut ({name})")
-            for kind, color in (("pairs", "C1"), ("edges", "C2")):
+            for kind, color in NULL_COLORS:
                 mean, std = _band(u["ncut_curve"], kind)
                 if mean is not None:
                     ax.fill_between(
@@ -145,7 +146,7 @@ def _clusterability(view: RunView) -> Figure:
     else:  # leiden / louvain: one modularity per unit, the nulls as bands (or error bars for a single unit)
         x = np.arange(len(units))
         ax.plot(x, [u.get("modularity") or np.nan for u in units], marker="o", color="C0", label="modularity")
-        for offset, (kind, color) in zip((-0.08, 0.08), (("pairs", "C1"), ("edges", "C2")), strict=True):
+        for offset, (kind, color) in zip((-0.12, 0.0, 0.12), NULL_COLORS, strict=True):
             mean, std = _band([u.get("clusterability") or {} for u in units], kind)
             if mean is None:
                 continue

@@ -300,7 +300,7 @@
       (M.trace.method || "?") + " on " + M.contexts + " contexts (" + (M.trace.contexts || "?") + ")",
       (counts.clusters || 0) + " clusters (" + (counts.merged_clusters || 0) + " merged) of " + (counts.neurons || 0) +
         " neurons by " + M.map.method + ", " + M.map.scope,
-      "modularity " + fmt(M.modularity), M.clusterability,
+      "modularity " + fmt(M.modularity), "clusterability " + M.clusterability,
       M.stability === null ? null : "stability (ARI) " + fmt(M.stability)].filter((x) => x).join(" · ");
     document.getElementById("nm-footer").textContent = "neuronmap " + M.version + " · edges from " + M.edgeScore +
       " scores of the " + M.tokenField + " token" + (M.notes.length ? " · notes: " + M.notes.join("; ") : "");
