@@ -37,6 +37,9 @@ MAP = "map {d}/run --null-samples 3 --stability-seeds 1 --export graphml,gexf"
 STATS = "--model tiny-gpt2 --layer 0,1 --tokens 300 --max-length 24 --threads 1"
 TRAIN = "--out {d}/cls --encoder tiny-bert --epochs 4 --batch-size 16 --hidden 16 --seed 3 --threads 1"
 EDIT_EVAL = "--model tiny-gpt2 --out {d}/eval --limit 2 --gen-tokens 8 --threads 1"
+FACT = ["--model", "tiny-gpt2", "--prompt", "{{}} is the capital of", "--subject", "Rome", "--threads", "1"]
+EDIT = [*FACT, "--target-new", "Paris", "--save", "{d}/edit/delta.safetensors"]
+CAUSAL = "--target Italy --out {d}/ct --samples 2 --window 2 --format none"
 
 
 class Zygote:
@@ -104,6 +107,8 @@ def world(tmp_path_factory: pytest.TempPathFactory):
         "stats": Stage("stats", ["stats", "--corpus", corpus, *STATS.split()], "cache/stats"),
         "outliers": Stage("outliers", ["outliers", "train", "--data", data, *TRAIN.split()], "cls"),
         "edit-eval": Stage("edit-eval", ["edit-eval", "--hparams", hp, *EDIT_EVAL.split()], "eval"),
+        "edit": Stage("edit", ["edit", "--hparams", hp, *EDIT], "edit"),
+        "causal-trace": Stage("causal-trace", ["causal-trace", *FACT, *CAUSAL.split()], "ct"),
     }
     zygotes = [Zygote(1, base / "zygote-a.log"), Zygote(2, base / "zygote-b.log")]
     yield base, stages, zygotes
@@ -172,7 +177,9 @@ def test_kill_and_rerun_equals_uninterrupted(world, stage_name: str) -> None:
         assert comparable(d / stage.output) == reference, f"{stage_name}: round {round_}"
 
 
-@pytest.mark.parametrize("stage_name", ["trace", "map", "stats", "outliers", "edit-eval"])
+@pytest.mark.parametrize(
+    "stage_name", ["trace", "map", "stats", "outliers", "edit-eval", "edit", "causal-trace"]
+)
 def test_same_seed_same_bytes(world, stage_name: str) -> None:
     """Two runs in two processes with different hash seeds: byte-identical Parquet and safetensors, and JSON
     equal apart from its wall-clock fields (one per stage record)."""

@@ -137,11 +137,17 @@ def run_causal_trace(
             "seed": seed,
             "document_start": settings.document_start,
         }
-        atomic_write_json(summary, out / "causal_trace_summary.json")
+        stored = _timed(summary)
+        atomic_write_json(stored, out / "causal_trace_summary.json")
         run.set_stage(
-            "causal_trace", status="complete", model=lm.describe(), parameters=params, summary=summary
+            "causal_trace", status="complete", model=lm.describe(), parameters=params, summary=stored
         )
     return summary
+
+
+def _timed(summary: dict[str, Any]) -> dict[str, Any]:
+    """The summary as written: wall-clock time in one field, ``timing``, so the rest is the same on every run."""
+    return {**{k: v for k, v in summary.items() if k != "seconds"}, "timing": {"seconds": summary["seconds"]}}
 
 
 def _subject_std(lm: LoadedModel, source: str) -> float:
@@ -247,9 +253,7 @@ def run_eval(
     with run.lock():
         atomic_write_parquet(result.results, out / "results.parquet")
         summary = {**result.summary, "facts": facts, "limit": limit, "offset": offset}
-        # Wall-clock time in one field, ``timing``: the rest of summary.json is the same on every run.
-        stored = {k: v for k, v in summary.items() if k != "seconds"}
-        atomic_write_json({**stored, "timing": {"seconds": summary["seconds"]}}, out / "summary.json")
+        atomic_write_json(_timed(summary), out / "summary.json")
         params = {
             "facts": facts,
             "limit": limit,
