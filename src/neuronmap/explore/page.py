@@ -40,6 +40,7 @@ GROUP_TOKENS = 40  # token groups: tokens listed per group
 GROUP_CLUSTERS = 8
 HIST_BINS = 12
 CONTEXT_CHARS = 240  # the end of each context's text (the part next to its target)
+CAUSAL_FACTS = 200  # facts whose own causal-trace heatmaps the page carries (the average covers all)
 
 
 def _num(values: Iterable[float]) -> list[float]:
@@ -272,6 +273,68 @@ def _meta(view: RunView) -> dict[str, Any]:
     }
 
 
+def _causal_payload(view: RunView) -> dict[str, Any] | None:
+    """The causal traces written into this run (``neuronmap causal-trace --out RUN``): per kind, a heatmap
+    (positions x layers) per fact and, for a set, the average by position class. None when there are none."""
+    stage = view.manifest["stages"].get("causal_trace") or {}
+    path = view.path / "causal_trace.parquet"
+    if stage.get("status") != "complete" or not path.is_file():
+        return None
+    traced = (stage.get("model") or {}).get("spec")
+    if (stage.get("model") or {}).get("weights_hash") != (view.manifest.get("model") or {}).get(
+        "weights_hash"
+    ):
+        return {"note": f"the causal trace in this run is of another model ({traced}); it is not shown"}
+    table = pd.read_parquet(path)
+    facts = pd.read_parquet(view.path / "facts.parquet")
+    kinds = [k for k in ("hidden", "mlp", "attn") if k in set(table["kind"])]
+    layers = sorted(int(v) for v in table["layer"].unique())
+    at = {layer: i for i, layer in enumerate(layers)}
+
+    def grid(rows: pd.DataFrame, key: str, labels: list[Any]) -> list[list[float | None]]:
+        z: list[list[float | None]] = [[None] * len(layers) for _ in labels]
+        where = {label: i for i, label in enumerate(labels)}
+        for label, layer, effect in zip(rows[key], rows["layer"], rows["effect"], strict=True):
+            z[where[label]][at[int(layer)]] = float(f"{effect:.4g}")
+        return z
+
+    shown = []
+    by_fact = dict(tuple(table.groupby("fact_id", sort=False)))
+    for fact in facts.head(CAUSAL_FACTS).itertuples():
+        rows = by_fact[fact.fact_id]
+        positions = list(range(len(fact.tokens)))
+        shown.append(
+            {
+                "subject": fact.subject,
+                "prompt": fact.prompt,
+                "target": fact.target,
+                "tokens": [str(t) for t in fact.tokens],
+                "span": [int(fact.subject_start), int(fact.subject_end)],
+                "pClean": float(fact.p_clean),
+                "pCorrupted": float(fact.p_corrupted),
+                "z": {k: grid(rows[rows["kind"] == k], "position", positions) for k in kinds},
+            }
+        )
+    average = None
+    average_path = view.path / "causal_trace_average.parquet"
+    if average_path.is_file():
+        avg = pd.read_parquet(average_path)
+        classes = list(dict.fromkeys(avg["position_class"]))
+        average = {
+            "classes": classes,
+            "facts": int(len(facts)),
+            "z": {k: grid(avg[avg["kind"] == k], "position_class", classes) for k in kinds},
+        }
+    return {
+        "model": traced,
+        "kinds": kinds,
+        "layers": layers,
+        "facts": shown,
+        "nFacts": len(facts),
+        "average": average,
+    }
+
+
 def build_payload(view: RunView) -> dict[str, Any]:
     """Everything the page shows, as plain JSON values."""
     contexts = _Contexts()
@@ -288,6 +351,7 @@ def build_payload(view: RunView) -> dict[str, Any]:
         },
         "tokenGroups": _token_groups_payload(view),
         "search": _search_payload(view),
+        "causal": _causal_payload(view),
     }
     payload["contexts"] = contexts.payload(view)
     return payload

@@ -12,8 +12,9 @@
     "#bcbd22", "#17becf", "#aec7e8", "#ffbb78", "#98df8a", "#ff9896", "#c5b0d5", "#c49c94", "#f7b6d2",
     "#c7c7c7", "#dbdb8d", "#9edae5"];
   const S = { part: "cluster", layer: -1, group: null, cluster: null, neuron: null, query: "",
-    matrixColumn: Object.keys(D.groups)[0] || null };
+    matrixColumn: Object.keys(D.groups)[0] || null, causalFact: "avg", causalKind: "mlp" };
   const cache = {};
+  const CAUSAL_COLORS = { hidden: "#54278f", mlp: "#006d2c", attn: "#a50f15" };  // ROME's purple, green, red
 
   // ---- helpers ---------------------------------------------------------------------------------------
   function el(tag, props, ...kids) {
@@ -289,9 +290,32 @@
   }
 
   // ---- state changes -------------------------------------------------------------------------------------
+  function renderCausal() {
+    const C = D.causal, box = document.getElementById("nm-causal");
+    if (!C || !C.kinds) return;
+    const avg = S.causalFact === "avg" && C.average, f = avg ? null : C.facts[+S.causalFact];
+    const z = avg ? C.average.z[S.causalKind] : f.z[S.causalKind];
+    const labels = avg ? C.average.classes.map(esc)
+      : f.tokens.map((t, i) => esc(tok(t)) + (i >= f.span[0] && i < f.span[1] ? "*" : ""));
+    clear(document.getElementById("nm-causal-info"), avg
+      ? "average over " + C.average.facts + " facts by position class (ROME's figure)"
+      : f.subject + " · " + f.prompt.replace("{}", f.subject) + " → " + f.target + " · P clean " + fmt(f.pClean) +
+        ", corrupted " + fmt(f.pCorrupted) + " · * subject tokens");
+    const shapes = S.layer >= 0 && C.layers.includes(S.layer) ? [{ type: "rect", xref: "x", yref: "paper",
+      x0: S.layer - 0.5, x1: S.layer + 0.5, y0: 0, y1: 1, line: { color: "#111", width: 1.5 } }] : [];
+    box.style.height = Math.max(240, 80 + 22 * labels.length) + "px";
+    plot("nm-causal", [{ type: "heatmap", z: z, x: C.layers, y: [...labels.keys()], colorscale: [[0, "#ffffff"],
+      [1, CAUSAL_COLORS[S.causalKind] || "#54278f"]],
+      hovertext: z.map((row, p) => row.map((v, l) => labels[p] + " · layer " + C.layers[l] + ": " + fmt(v))),
+      hoverinfo: "text", colorbar: { title: { text: "P(target)" }, thickness: 10 } }],
+    { xaxis: { title: { text: "layer restored (" + S.causalKind + ")" }, dtick: C.layers.length > 12 ? 2 : 1 },
+      yaxis: { tickvals: [...labels.keys()], ticktext: labels, automargin: true, autorange: "reversed" },
+      margin: { l: 10, r: 10, t: 10, b: 40 }, shapes: shapes });
+  }
+
   function selectCluster(c) { S.cluster = c; renderMap(); renderCluster(); renderLayers(); renderMatrix(); }
   function selectNeuron(i) { S.neuron = i; renderNeuron(); }
-  function renderAll() { renderMap(); renderCluster(); renderNeuron(); renderLayers(); renderMatrix(); renderTokenGroups(); renderSearch(); }
+  function renderAll() { renderMap(); renderCluster(); renderNeuron(); renderLayers(); renderMatrix(); renderTokenGroups(); renderSearch(); renderCausal(); }
 
   function setup() {
     document.getElementById("nm-title").textContent = "neuronmap · " + M.run;
@@ -345,6 +369,24 @@
     colSel.hidden = !S.matrixColumn;
     colSel.addEventListener("change", () => { S.matrixColumn = colSel.value; renderMatrix(); });
 
+    const C = D.causal;
+    if (C) {
+      document.getElementById("nm-causal-panel").hidden = false;
+      if (!C.kinds) clear(document.getElementById("nm-causal-info"), C.note);
+      else {
+        const factSel = document.getElementById("nm-causal-fact"), kindSel = document.getElementById("nm-causal-kind");
+        if (C.average) factSel.appendChild(el("option", { value: "avg" }, "average over " + C.average.facts + " facts"));
+        C.facts.forEach((f, i) => factSel.appendChild(el("option", { value: String(i) }, f.subject + " → " + f.target)));
+        if (C.nFacts > C.facts.length) factSel.appendChild(el("option", { disabled: true }, "(first " + C.facts.length + " of " + C.nFacts + " facts)"));
+        if (!C.average) S.causalFact = "0";
+        for (const k of C.kinds) kindSel.appendChild(el("option", { value: k }, k));
+        if (!C.kinds.includes(S.causalKind)) S.causalKind = C.kinds[0];
+        kindSel.value = S.causalKind;
+        factSel.addEventListener("change", () => { S.causalFact = factSel.value; renderCausal(); });
+        kindSel.addEventListener("change", () => { S.causalKind = kindSel.value; renderCausal(); });
+      }
+    }
+
     let timer = null;
     document.getElementById("nm-search").addEventListener("input", (ev) => {
       clearTimeout(timer);
@@ -362,6 +404,13 @@
       S.group = { col: S.matrixColumn, v: pt.y };
       groupSel.value = JSON.stringify([S.group.col, S.group.v]);
       S.cluster = pt.x;
+      renderAll();
+    });
+    const causal = document.getElementById("nm-causal");
+    if (C && C.kinds) causal.on("plotly_click", (ev) => {
+      if (!ev.points.length) return;
+      S.layer = ev.points[0].x;
+      layerSel.value = String(S.layer);
       renderAll();
     });
     document.body.dataset.ready = "1";
