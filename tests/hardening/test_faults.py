@@ -1,4 +1,5 @@
-"""Faults: kill -9 at random points of trace, map, stats and outliers train; a full disk; two writers of one run.
+"""Faults: kill -9 at random points of trace, map, stats, outliers train, edit and causal-trace; a full disk; two
+writers of one run.
 
 The commands run in children forked by ``fault_zygote.py`` (neuronmap imported once), on tiny models. A kill
 lands either on a random file event (just before or just after a finished file or folder is renamed into place,
@@ -147,7 +148,7 @@ def _reference(world, stage_name: str, zygote: int = 0) -> tuple[dict, int, floa
     return cache[key]
 
 
-@pytest.mark.parametrize("stage_name", ["trace", "map", "stats", "outliers"])
+@pytest.mark.parametrize("stage_name", ["trace", "map", "stats", "outliers", "edit", "causal-trace"])
 def test_kill_and_rerun_equals_uninterrupted(world, stage_name: str) -> None:
     base, stages, zygotes = world
     stage, zygote = stages[stage_name], zygotes[0]
