@@ -73,10 +73,9 @@ def models_cmd(
             "yes" if row["cached"] else "no",
             "" if row["size_mb"] is None else str(row["size_mb"]),
         )
-    _stdout().print(table)
-    _stdout().print(
-        "tiny test models (built in code): tiny-gpt2, tiny-llama, tiny-neox, tiny-gemma, tiny-bert"
-    )
+    out = _stdout()
+    out.print(table)
+    out.print("tiny test models (built in code): tiny-gpt2, tiny-llama, tiny-neox, tiny-gemma, tiny-bert")
 
 
 # ---- trace -----------------------------------------------------------------------------------------------

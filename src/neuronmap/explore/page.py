@@ -280,11 +280,11 @@ def _causal_payload(view: RunView) -> dict[str, Any] | None:
     path = view.path / "causal_trace.parquet"
     if stage.get("status") != "complete" or not path.is_file():
         return None
-    traced = (stage.get("model") or {}).get("spec")
-    if (stage.get("model") or {}).get("weights_hash") != (view.manifest.get("model") or {}).get(
-        "weights_hash"
-    ):
-        return {"note": f"the causal trace in this run is of another model ({traced}); it is not shown"}
+    traced = stage.get("model") or {}
+    if traced.get("weights_hash") != (view.manifest.get("model") or {}).get("weights_hash"):
+        return {
+            "note": f"the causal trace in this run is of another model ({traced.get('spec')}); it is not shown"
+        }
     table = pd.read_parquet(path)
     facts = pd.read_parquet(view.path / "facts.parquet")
     kinds = [k for k in ("hidden", "mlp", "attn") if k in set(table["kind"])]
@@ -326,7 +326,7 @@ def _causal_payload(view: RunView) -> dict[str, Any] | None:
             "z": {k: grid(avg[avg["kind"] == k], "position_class", classes) for k in kinds},
         }
     return {
-        "model": traced,
+        "model": traced.get("spec"),
         "kinds": kinds,
         "layers": layers,
         "facts": shown,

@@ -2,7 +2,7 @@
 
 A null network is the trace's bipartite graph with its weights shuffled within each layer, then put through
 the same projection and clustering as the real one, so that the structure any projection creates by itself (a
-token makes a clique of its neurons) is in the null too. Two shuffles:
+token makes a clique of its neurons) is in the null too. Three shuffles:
 
 - ``edges``: the weights are permuted among the layer's existing edges; every degree stays. The collaboration
   projection ignores weights, so for it this null is the real graph and is skipped.
@@ -30,7 +30,9 @@ import scipy.sparse as sp
 from neuronmap.progress import track
 
 NULL_KINDS = ("edges", "pairs", "swaps")  # appended, so the seeds of the older kinds stay
-SWAP_ROUNDS = 10  # each edge is offered ten swaps: beyond that the nulls' statistics no longer drift
+# Each edge is offered ten swaps. On the unit test's layer of broad and narrow neurons the nulls' modularity
+# stops moving after five rounds, and after ten 95% of the edges have left their cell.
+SWAP_ROUNDS = 10
 
 
 def shuffle_bipartite(
