@@ -1,7 +1,10 @@
-"""Shared by the hardening tests: run the CLI in this process, snapshot folders, compare outputs.
+"""Shared by the hardening tests: run the CLI in this process or in forked children, snapshot folders, compare
+outputs.
 
 ``run_cli`` calls ``neuronmap.cli.main`` as the console script does (exit code, stdout, stderr), without the
-three seconds a subprocess spends importing torch and transformers.
+three seconds a subprocess spends importing torch and transformers. ``Zygote`` runs it in a child forked from a
+helper process (``fault_zygote.py``), whose file descriptors, unlike ``run_cli``'s string buffers, also catch
+what libraries write straight to stderr.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ import contextlib
 import hashlib
 import io
 import json
+import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +23,7 @@ import pyarrow.parquet as pq
 # Wall-clock information a stage keeps: one field per stage record (trace ``timing``, map ``finished_at``), and
 # one metadata entry of a statistics file. Everything else is compared byte for byte.
 TIME_FIELDS = ("timing", "finished_at")
+ZYGOTE = Path(__file__).with_name("fault_zygote.py")
 
 
 @dataclass
@@ -43,6 +48,44 @@ def run_cli(args: list[str]) -> Result:
     finally:
         sys.argv = argv
     return Result(code, out.getvalue(), err.getvalue())
+
+
+class Zygote:
+    """A ``fault_zygote.py`` process: neuronmap imported once, then one forked child per command.
+
+    The helper's own stderr goes to ``log`` (as does its children's output unless a request names other files),
+    so an empty ``log`` after start-up means importing neuronmap and its libraries printed nothing."""
+
+    def __init__(self, log: Path, env: dict[str, str]) -> None:
+        self.log = log
+        with open(log, "ab") as err:
+            self.proc = subprocess.Popen(
+                [sys.executable, str(ZYGOTE)],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=err,
+                text=True,
+                env=env,
+            )
+        first = self.proc.stdout.readline()
+        assert first == '{"ready": true}\n', f"the helper printed {first!r} before it was ready; see {log}"
+
+    def start(self, args: list[str], env: dict[str, str], **request: object) -> int:
+        message = {"args": [str(a) for a in args], "env": env, "log": str(self.log), **request}
+        self.proc.stdin.write(json.dumps(message) + "\n")
+        self.proc.stdin.flush()
+        return json.loads(self.proc.stdout.readline())["pid"]
+
+    def wait(self) -> dict:
+        return json.loads(self.proc.stdout.readline())
+
+    def run(self, args: list[str], env: dict[str, str], **request: object) -> dict:
+        self.start(args, env, **request)
+        return self.wait()
+
+    def close(self) -> None:
+        self.proc.stdin.close()
+        self.proc.wait(timeout=30)
 
 
 def snapshot(folder: Path) -> dict[str, str]:

@@ -1,7 +1,11 @@
 """Every case of ``bad_inputs.CASES``: exit code 2, one line on stderr, no traceback, no partial output.
 
-The CLI runs in this process (``neuronmap.cli.main``); the fixtures (a traced run, a mapped run, a classifier,
-odd model folders) are built once, on first use, and each case works on its own copies.
+Each case runs twice: in this process (``neuronmap.cli.main``, stderr a string buffer) and in a child forked from
+a helper that imported neuronmap once (``fault_zygote.py``), whose file descriptors 1 and 2 are files, so what a
+library writes there (warnings, logging, C++ notes) counts as a user would see it. The helper's own output while
+importing must be empty too, and one case per command family runs in a new ``neuronmap`` process. The fixtures
+(a traced run, a mapped run, a classifier, odd model folders) are built once, on first use, and each case works
+on its own copies.
 """
 
 from __future__ import annotations
@@ -10,6 +14,8 @@ import json
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -25,9 +31,14 @@ from bad_inputs import (
     hparams,
     labelled_rows,
 )
-from hardening_helpers import run_cli, snapshot
+from hardening_helpers import Result, Zygote, run_cli, snapshot
 
 COPIED = ("run", "mapped", "cls")  # fixtures a case changes: each case gets its own copy
+# Cases run in a new process too (the first through python -m, the others by the console script): one per command
+# family, past the argument checks where the family has such a case, so that the model and its libraries load.
+FRESH = ("trace-malformed-jsonl", "trace-layer-out-of-range", "map-nan-score", "explore-not-mapped",
+         "group-layer-out-of-range", "ct-layer-out-of-range", "stats-layer-out-of-range", "edit-layer-out-of-range",
+         "study-layer-out-of-range", "synthesize-unknown-class", "models-prepare-unknown")  # fmt: skip
 
 
 class Fixtures:
@@ -108,6 +119,34 @@ def fixtures(tmp_path_factory: pytest.TempPathFactory) -> Fixtures:
         yield Fixtures(base)
 
 
+def _env(base: Path) -> dict[str, str]:
+    """A new process's environment: offline, the fixtures' model cache, nothing inherited from this session."""
+    return {"PATH": "/usr/bin:/bin", "HF_HUB_OFFLINE": "1", "NEURONMAP_CACHE": str(base / "cache")}
+
+
+@pytest.fixture(scope="module")
+def zygote(fixtures: Fixtures) -> Iterator[Zygote]:
+    helper = Zygote(fixtures.base / "zygote.log", _env(fixtures.base))
+    yield helper
+    helper.close()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def started(fixtures: Fixtures, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, tuple]]:
+    """The FRESH cases, each in a new process, started with the module and run one at a time in the background:
+    their seconds of imports take the core the other tests (one process at a time) leave idle."""
+    script = Path(sys.executable).with_name("neuronmap")
+    with ThreadPoolExecutor(1) as pool:
+        runs = {}
+        for case in (c for c in CASES if c.id in FRESH):
+            d, args, before, manifests = _prepare(case, fixtures, tmp_path_factory.mktemp(case.id))
+            command = [sys.executable, "-m", "neuronmap"] if case.id == FRESH[0] else [str(script)]
+            run = pool.submit(subprocess.run, [*command, *args], stdin=subprocess.DEVNULL, capture_output=True,
+                              text=True, env=_env(fixtures.base), timeout=300)  # fmt: skip
+            runs[case.id] = (case, d, before, manifests, run)
+        yield runs
+
+
 def _materialise(case: Case, fixtures: Fixtures, d: Path) -> list[str]:
     joined = " ".join(case.args)
     values = {"d": str(d), "base": str(fixtures.base)}
@@ -153,13 +192,34 @@ def _without_map_record(manifest: dict) -> dict:
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
 def test_bad_input(case: Case, fixtures: Fixtures, tmp_path: Path) -> None:
+    d, args, before, manifests = _prepare(case, fixtures, tmp_path)
+    _check(case, fixtures, d, before, manifests, run_cli(args))
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+def test_bad_input_forked(case: Case, fixtures: Fixtures, zygote: Zygote, tmp_path: Path) -> None:
+    """The same in a forked process: whatever reaches its file descriptors 1 and 2 counts, library output too."""
+    d, args, before, manifests = _prepare(case, fixtures, tmp_path)
+    out, err = tmp_path / "stdout", tmp_path / "stderr"
+    status = zygote.run(args, {}, out=str(out), err=str(err))
+    result = Result(status["code"], out.read_text(), err.read_text())
+    _check(case, fixtures, d, before, manifests, result)
+
+
+def test_importing_neuronmap_prints_nothing(zygote: Zygote) -> None:
+    """The forked cases' parent: what importing neuronmap and its libraries printed would precede every line."""
+    assert zygote.log.read_text() == ""
+
+
+def _prepare(case: Case, fixtures: Fixtures, tmp_path: Path) -> tuple[Path, list[str], dict, dict]:
     d = tmp_path / "case"
     d.mkdir()
     args = _materialise(case, fixtures, d)
-    before, manifests = snapshot(d), _manifests(d)
+    return d, args, snapshot(d), _manifests(d)
 
-    result = run_cli(args)
 
+def _check(case: Case, fixtures: Fixtures, d: Path, before: dict, manifests: dict, result: Result) -> None:
+    """Exit 2, one stderr line with the expected text, no traceback, nothing in ``d`` changed."""
     lines = result.err.strip("\n").split("\n")
     assert result.code == 2, f"exit {result.code}; stderr: {result.err}; stdout: {result.out[-500:]}"
     assert len(lines) == 1 and lines[0], f"expected one stderr line, got: {result.err!r}"
@@ -184,16 +244,8 @@ def test_the_table_covers_every_command() -> None:
     assert len(CASES) >= 110
 
 
-def test_a_real_process_prints_one_line(tmp_path: Path) -> None:
-    """The console script itself (not in-process): one stderr line, exit 2, nothing written."""
-    bad = tmp_path / "bad.jsonl"
-    bad.write_text('{"text": "a b", "target": "c"}\n{"text": \n')
-    out = tmp_path / "out"
-    env = {"HF_HUB_OFFLINE": "1", "NEURONMAP_CACHE": str(tmp_path / "cache"), "PATH": "/usr/bin:/bin"}
-    proc = subprocess.run(
-        [sys.executable, "-m", "neuronmap", "trace", "--model", "tiny-gpt2", "--contexts", str(bad), "--out",
-         str(out), "--threads", "1"],
-        capture_output=True, text=True, env=env, timeout=300,
-    )  # fmt: skip
-    assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
-    assert f"{bad}: line 2: malformed JSON" in proc.stderr and not out.exists()
+@pytest.mark.parametrize("case_id", FRESH)
+def test_bad_input_new_process(case_id: str, fixtures: Fixtures, started: dict[str, tuple]) -> None:
+    case, d, before, manifests, run = started[case_id]
+    proc = run.result()
+    _check(case, fixtures, d, before, manifests, Result(proc.returncode, proc.stdout, proc.stderr))

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
+import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -101,7 +105,8 @@ def test_cli_errors_are_one_line(args, message, tmp_path, capsys, monkeypatch):
     assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
 
 
-def test_report_figures_mark_the_seeds(tmp_path):
+def draw_figures(folder: Path) -> list[Path]:
+    """Every study figure, PNG and SVG, on a small table with the three seed facts (run by a second process too)."""
     from neuronmap.study import report
     from neuronmap.study.stats import correlations
 
@@ -128,20 +133,35 @@ def test_report_figures_mark_the_seeds(tmp_path):
         ]
     )
     corr = correlations(table, ["neurons_80"], ["flip_norm"], n_boot=200)
+    formats = ("png", "svg")
+    paths = report.scatter_figures(table, corr, ["neurons_80"], ["flip_norm"], folder, formats)
+    paths += report.layer_figure(table, folder, formats)
+    paths += report.profile_figure(table, profiles, folder, formats)
+    return paths + report.class_figure(table, folder, formats)
+
+
+def test_report_figures_mark_the_seeds(tmp_path):
     folder = tmp_path / "figures"
-    paths = report.scatter_figures(table, corr, ["neurons_80"], ["flip_norm"], folder, ("png", "svg"))
-    paths += report.layer_figure(table, folder, ("png",))
-    paths += report.profile_figure(table, profiles, folder, ("png",))
-    paths += report.class_figure(table, folder, ("png",))
-    assert sorted(p.name for p in paths) == sorted(
-        [
-            "scatter_neurons_80.png",
-            "scatter_neurons_80.svg",
-            "best_vs_peak_layer.png",
-            "profiles.png",
-            "flip_by_class.png",
-        ]
-    )
+    paths = draw_figures(folder)
+    stems = ("scatter_neurons_80", "best_vs_peak_layer", "profiles", "flip_by_class")
+    assert sorted(p.name for p in paths) == sorted(f"{s}.{f}" for s in stems for f in ("png", "svg"))
     svg = (folder / "scatter_neurons_80.svg").read_text()
     for seed in ("Eiffel Tower", "White House", "California"):
         assert seed in svg  # labelled next to its star
+
+
+DRAW = "import sys; from pathlib import Path; from test_study_api import draw_figures; draw_figures(Path(sys.argv[1]))"
+
+
+def test_report_figures_are_the_same_bytes_in_another_process(tmp_path):
+    """No date in the SVG metadata and no hash-seeded ids: two processes with different hash seeds (and no
+    SOURCE_DATE_EPOCH to pin matplotlib's clock) draw byte-identical PNG and SVG files."""
+    drawn = []
+    for hash_seed in (1, 2):
+        env = {k: v for k, v in os.environ.items() if k != "SOURCE_DATE_EPOCH"}
+        path = os.pathsep.join(filter(None, [str(Path(__file__).parent), env.get("PYTHONPATH")]))
+        env.update(PYTHONHASHSEED=str(hash_seed), PYTHONPATH=path)
+        folder = tmp_path / f"hash-seed-{hash_seed}"
+        subprocess.run([sys.executable, "-c", DRAW, str(folder)], env=env, check=True)
+        drawn.append({p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in folder.iterdir()})
+    assert len(drawn[0]) == 8 and drawn[0] == drawn[1]

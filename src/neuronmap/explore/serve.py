@@ -9,7 +9,9 @@ gets 404, as does anything that is not a file. ``/`` is the page.
 from __future__ import annotations
 
 import mimetypes
+import os
 import posixpath
+import shutil
 import socket
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -53,16 +55,17 @@ class _Handler(BaseHTTPRequestHandler):
         if path is None:
             self.send_error(HTTPStatus.NOT_FOUND)
             return
-        data = path.read_bytes()
         kind = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
-        self.send_response(HTTPStatus.OK)
-        self.send_header("Content-Type", kind + ("; charset=utf-8" if kind.startswith("text/") else ""))
-        self.send_header("Content-Length", str(len(data)))
-        self.send_header("X-Content-Type-Options", "nosniff")
-        self.send_header("Cache-Control", "no-store")
-        self.end_headers()
-        if not head_only:
-            self.wfile.write(data)
+        # Streamed, not read whole: fifty clients fetching a page of megabytes must not hold fifty copies.
+        with path.open("rb") as fh:
+            self.send_response(HTTPStatus.OK)
+            self.send_header("Content-Type", kind + ("; charset=utf-8" if kind.startswith("text/") else ""))
+            self.send_header("Content-Length", str(os.fstat(fh.fileno()).st_size))
+            self.send_header("X-Content-Type-Options", "nosniff")
+            self.send_header("Cache-Control", "no-store")
+            self.end_headers()
+            if not head_only:
+                shutil.copyfileobj(fh, self.wfile)
 
     def do_GET(self) -> None:  # noqa: N802 (the stdlib's name)
         self._send(head_only=False)
@@ -81,8 +84,12 @@ def make_server(run: str | Path, host: str = DEFAULT_HOST, port: int = DEFAULT_P
         raise NeuronmapError(f"{root}: no such run directory")
     handler = type("RunHandler", (_Handler,), {"root": root.resolve()})
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    # A thread per request, and a listen backlog for a burst of clients: the stdlib's 5 drops the rest of a burst
+    # of connections, which then wait seconds for the handshake to be retried.
     server_class = type(
-        "RunServer", (ThreadingHTTPServer,), {"address_family": family, "daemon_threads": True}
+        "RunServer",
+        (ThreadingHTTPServer,),
+        {"address_family": family, "daemon_threads": True, "request_queue_size": 128},
     )
     try:
         return server_class((host, port), handler)

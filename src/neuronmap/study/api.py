@@ -5,6 +5,9 @@ knows the fact; facts it does not know are listed, not studied), causal tracing 
 (hidden, mlp, attn) on every ``trace_every``-th layer, ROME at each sweep layer (the model's default layer among
 them), and the flip norm at the default layer. Then the statistics and the report. Everything written goes
 through ``trace.store``'s atomic writers; ``run.json`` records the parameters, so a run is reproducible from it.
+Wall-clock time is kept in one field, ``timing`` of the summary (``summary.json`` and the stage in ``run.json``):
+the tables, the report and the figures are the same bytes on every run, and a killed run started again redoes
+the study and ends with the files of an uninterrupted one.
 """
 
 from __future__ import annotations
@@ -18,10 +21,12 @@ import numpy as np
 import pandas as pd
 
 from neuronmap.edit.algorithm.context import context_prefixes
+from neuronmap.edit.algorithm.request import Request
 from neuronmap.edit.experiments.causal_trace import TraceSettings, subject_noise_std
 from neuronmap.edit.hparams import load_hparams
 from neuronmap.edit.prompts import opening_ids
 from neuronmap.edit.stats import second_moments
+from neuronmap.edit.window import check_prompts, check_request
 from neuronmap.errors import NeuronmapError
 from neuronmap.models.loader import LoadedModel, load_model
 from neuronmap.progress import progress_bar
@@ -100,6 +105,13 @@ def study_editability(
     sweep = [lm.adapter.check_layer(la + lm.n_layers if la < 0 else la) for la in sweep]
     traced = sorted({*range(0, lm.n_layers, trace_every), lm.n_layers - 1})
     opening = opening_ids(lm.tokenizer, hp.document_start)
+    for f in chosen:  # every prompt of the study against the model's window, before any model work
+        where, targets = f"{facts}: fact {f.fact_id + 1} ({f.subject})", [f.target_true, f.target_new]
+        check_request(lm, hp, Request(f.prompt, f.subject, f.target_new, f.target_true), where)
+        check_prompts(lm, hp, f.paraphrases, targets, where, "a paraphrase prompt with its target")
+        check_prompts(
+            lm, hp, [p for p, _ in f.neighbours], targets, where, "a neighbourhood prompt with its target"
+        )
     out = Path(out)
     run = RunDir(out)
     with run.lock():
@@ -190,7 +202,6 @@ def study_editability(
             "classes": classes,
             "axes": axes.describe(thick),
         }
-        summary["seconds"] = round(time.perf_counter() - start, 1)
         summary.update(
             report.write_report(
                 out,
@@ -206,11 +217,16 @@ def study_editability(
             )
         )
         timings["statistics_and_report"] = round(time.perf_counter() - clock, 1)
-        summary["timings"] = timings
-        summary["seconds"] = round(time.perf_counter() - start, 1)
+        summary["timing"] = {**timings, "seconds": round(time.perf_counter() - start, 1)}
         atomic_write_json(summary, out / "summary.json")
         run.set_stage("study", status="complete", model=lm.describe(), parameters=params, summary=summary)
-    return summary
+    # the caller gets whole paths (the files keep them relative to ``out``) and the run time, as other stages give it
+    return {
+        **summary,
+        "report": [str(out / p) for p in summary["report"]],
+        "figures": [str(out / p) for p in summary["figures"]],
+        "seconds": summary["timing"]["seconds"],
+    }
 
 
 def _edit_all(
@@ -228,7 +244,6 @@ def _edit_all(
         for f in facts:
             pre = ed.probabilities(lm, f, setup.opening)
             for layer in sweep:
-                t0 = time.perf_counter()
                 edit = setup.edit(lm, f, layer)
                 with edit:
                     post = ed.probabilities(lm, f, setup.opening)
@@ -237,7 +252,6 @@ def _edit_all(
                 row["steps"] = edit.info["steps"]
                 if layer == edit_layer:
                     flips[f.fact_id] = ed.flip_norm(lm, f, setup, layer, edit, flip_mode, flip_iters)
-                row["seconds"] = round(time.perf_counter() - t0, 3)
                 rows.append(row)
                 bar.advance()
     return rows, flips

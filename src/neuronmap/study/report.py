@@ -172,8 +172,7 @@ def _blocks(
     b.append(("p", (
         f"{summary['studied']} facts studied of {summary['facts']} ({params['facts']}, limit {params['limit']}, "
         f"keep {params['keep']}); {summary['unknown']} the model does not know are listed at the end"
-        f"{' (studied all the same)' if params['keep'] == 'all' else ' (not studied)'}. "
-        f"Run time {summary['seconds']} s before the report."
+        f"{' (studied all the same)' if params['keep'] == 'all' else ' (not studied)'}."
     )))  # fmt: skip
     b.append(("h2", "Conclusion"))
     b += [("p", line) for line in conclude(table, corr, summary)]
@@ -284,7 +283,8 @@ def write_report(
     edits: Sequence[str],
     formats: Sequence[str] = ("png", "svg"),
 ) -> dict[str, Any]:
-    """Figures, ``report.md`` and ``report.html`` in ``out``; returns the paths and the conclusion."""
+    """Figures, ``report.md`` and ``report.html`` in ``out``; returns their paths (relative to ``out``, so the
+    summary is the same wherever the study is written) and the conclusion."""
     folder = out / "figures"
     figures: list[Path] = []
     if formats:
@@ -296,7 +296,7 @@ def write_report(
     atomic_write_text(render_markdown(blocks), out / "report.md")
     atomic_write_text(render_html(blocks), out / "report.html")
     return {
-        "report": [str(out / "report.md"), str(out / "report.html")],
-        "figures": [str(p) for p in figures],
+        "report": ["report.md", "report.html"],
+        "figures": [p.relative_to(out).as_posix() for p in figures],
         "conclusion": conclude(table, corr, summary),
     }

@@ -26,6 +26,7 @@ from neuronmap.errors import NeuronmapError
 
 MANIFEST = "run.json"
 CONTEXTS = "contexts.parquet"
+DOCUMENTS = "documents.parquet"  # each-token traces: each document's text and tokens, once
 SCORES = "scores.parquet"
 LOCK = ".lock"
 
@@ -148,12 +149,12 @@ def concat_parquet(
         raise
 
 
-def read_parquet(path: str | Path) -> pd.DataFrame:
+def read_parquet(path: str | Path, columns: list[str] | None = None) -> pd.DataFrame:
     path = Path(path)
     if not path.is_file():
         raise NeuronmapError(f"{path}: no such table")
     try:
-        return pq.read_table(path).to_pandas()
+        return pq.read_table(path, columns=columns).to_pandas()
     except (pa.ArrowInvalid, OSError) as exc:
         raise NeuronmapError(f"{path}: not a readable Parquet table ({exc})") from exc
 
@@ -270,15 +271,22 @@ class RunDir:
                     ) from None
                 lock_path.unlink(missing_ok=True)
                 continue
-            with os.fdopen(fd, "w") as fh:
-                fh.write(f"{os.getpid()} {time.time():.0f}\n")
+            try:
+                with os.fdopen(fd, "w") as fh:
+                    fh.write(f"{os.getpid()} {time.time():.0f}\n")
+            except OSError as exc:  # a full disk: no room even for the pid
+                self._unlock(created)
+                raise write_error(lock_path, exc) from exc
             break
         else:
             raise NeuronmapError(f"{self.path}: could not take the run lock {lock_path}")
         try:
             yield
         finally:
-            lock_path.unlink(missing_ok=True)
-            if created:
-                with contextlib.suppress(OSError):
-                    self.path.rmdir()  # only if empty
+            self._unlock(created)
+
+    def _unlock(self, created: bool) -> None:
+        (self.path / LOCK).unlink(missing_ok=True)
+        if created:
+            with contextlib.suppress(OSError):
+                self.path.rmdir()  # only if empty
