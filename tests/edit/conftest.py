@@ -4,6 +4,8 @@ tests/conftest.py is not shared), a small corpus, and cheap ROME hparams."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import pytest
 
@@ -66,3 +68,22 @@ def hparams_file(tmp_path, small_hparams):
     path = tmp_path / "hp.json"
     path.write_text(json.dumps(small_hparams.to_dict()))
     return path
+
+
+@pytest.fixture
+def run(capsys, monkeypatch):
+    """The CLI in this process (``main`` as the console script calls it): (exit code, stdout, stderr)."""
+    from neuronmap.cli import main
+
+    def call(*args):
+        monkeypatch.setattr(sys, "argv", ["neuronmap", *args])
+        capsys.readouterr()
+        try:
+            main()
+            code = 0
+        except SystemExit as exc:
+            code = exc.code
+        out, err = capsys.readouterr()
+        return subprocess.CompletedProcess(args, code, out, err)
+
+    return call

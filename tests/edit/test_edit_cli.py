@@ -13,25 +13,6 @@ import pytest
 NEURONMAP = [sys.executable, "-m", "neuronmap"]
 
 
-@pytest.fixture
-def run(capsys, monkeypatch):
-    """The CLI in this process (``main`` as the console script calls it): (exit code, stdout, stderr)."""
-    from neuronmap.cli import main
-
-    def call(*args):
-        monkeypatch.setattr(sys, "argv", ["neuronmap", *args])
-        capsys.readouterr()
-        try:
-            main()
-            code = 0
-        except SystemExit as exc:
-            code = exc.code
-        out, err = capsys.readouterr()
-        return subprocess.CompletedProcess(args, code, out, err)
-
-    return call
-
-
 def test_causal_trace_one_prompt(run, tmp_path):
     out = tmp_path / "ct"
     subjects = tmp_path / "subjects.jsonl"

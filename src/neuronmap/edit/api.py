@@ -40,14 +40,21 @@ def run_causal_trace(
     keep: str = "auto",
     document_start: bool | None = None,
     formats: Sequence[str] = ("png", "svg"),
+    max_memory: str | int | None = None,
     progress: bool = True,
 ) -> dict[str, Any]:
     """Trace one prompt (``prompt``/``subject``) or a set (``facts``) into ``out``; see the module docstring of
     ``experiments.causal_trace``. ``document_start`` None takes the model's ROME hparams. ``noise`` is a multiple of the std of the subject embeddings of
     ``noise_facts`` (default: the traced set, or builtin:facts for one prompt)."""
-    from neuronmap.edit.experiments.causal_trace import TraceSettings, average_by_class, trace_fact
+    from neuronmap.edit.experiments.causal_trace import (
+        TraceSettings,
+        average_by_class,
+        check_fact,
+        trace_fact,
+    )
     from neuronmap.edit.experiments.figures import average_heatmap, fact_heatmap
     from neuronmap.edit.hparams import load_hparams
+    from neuronmap.models.memory import memory_budget
     from neuronmap.progress import progress_bar
 
     start = time.perf_counter()
@@ -63,7 +70,7 @@ def run_causal_trace(
         check_template(prompt, subject)
         if target is not None and not target.strip():
             raise NeuronmapError("--target is empty (leave it out to trace the model's own prediction)")
-        chosen, builtin = [Fact(0, prompt, subject, target)], False
+        chosen, builtin = [Fact(0, prompt, subject, target, where="--prompt")], False
     else:
         chosen, builtin = load_facts(str(facts), limit=limit, seed=seed)
     if noise < 0:
@@ -80,13 +87,16 @@ def run_causal_trace(
         if document_start is None
         else document_start,
     )
+    budget = memory_budget(max_memory, lm.device)
+    for fact in chosen:  # each prompt against the model's window and the memory, before any model work
+        check_fact(lm, fact, settings, budget)
     keep_known = keep == "known" or (keep == "auto" and facts is not None and builtin)
     traces, dropped = [], 0
     with progress_bar(
         "causal trace", total=len(chosen), unit="fact", enabled=progress and len(chosen) > 1
     ) as bar:
         for fact in chosen:
-            tr = trace_fact(lm, fact, settings, progress=progress and len(chosen) == 1)
+            tr = trace_fact(lm, fact, settings, progress=progress and len(chosen) == 1, budget=budget)
             bar.advance()
             if keep_known and not tr.known:
                 dropped += 1
@@ -226,6 +236,7 @@ def run_eval(
     with_fluency: bool = True,
     max_new_tokens: int = 100,
     seed: int = 0,
+    max_memory: str | int | None = None,
     progress: bool = True,
 ) -> dict[str, Any]:
     """Evaluate ROME on CounterFact records into ``out`` (results.parquet, summary.json)."""
@@ -247,6 +258,8 @@ def run_eval(
         max_new_tokens=max_new_tokens,
         seed=seed,
         progress=progress,
+        source=facts,
+        max_memory=max_memory,
     )
     out = Path(out)
     run = RunDir(out)

@@ -12,7 +12,7 @@ import torch
 from transformers import PreTrainedTokenizerBase
 
 from neuronmap.errors import NeuronmapError
-from neuronmap.trace.batch import Encoded, _char_spans, encode
+from neuronmap.trace.batch import Encoded, char_spans, encode
 
 
 def check_template(prompt: str, subject: str) -> None:
@@ -46,7 +46,7 @@ def token_span(
     tokenizer: PreTrainedTokenizerBase, text: str, ids: Sequence[int], start: int, end: int
 ) -> tuple[int, int]:
     """[first, last + 1) of the tokens overlapping characters [start, end) of ``text``."""
-    spans = _char_spans(tokenizer, text, list(ids))
+    spans = char_spans(tokenizer, text, list(ids))
     inside = [i for i, (a, b) in enumerate(spans) if b > a and a < end and b > start]
     if not inside:
         raise NeuronmapError(f"subject {text[start:end]!r} covers no token of {text!r}")

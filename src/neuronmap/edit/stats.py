@@ -89,6 +89,11 @@ def second_moments(
         raise NeuronmapError("the statistics need at least one token")
     if max_length < 1 or batch_size < 1:
         raise NeuronmapError("max_length and batch_size must be positive")
+    if lm.window is not None and max_length > lm.window:
+        raise NeuronmapError(
+            f"the statistics' text length {max_length} (--max-length, or mom2_max_length in the hparams) is "
+            f"longer than the model's window of {lm.window}"
+        )
     layers = lm.adapter.resolve_layers(layers)
     source = corpus if isinstance(corpus, Corpus) else load_corpus(corpus, seed=seed)
     found: dict[int, SecondMoment] = {}

@@ -53,6 +53,11 @@ class LoadedModel:
     def d_mlp(self) -> int:
         return self.adapter.d_mlp
 
+    @property
+    def window(self) -> int | None:
+        """The most positions the model was built for (its position table or trained length), None if unstated."""
+        return context_window(self.model.config)
+
     def describe(self) -> dict[str, object]:
         """The model's identity as recorded in a run manifest."""
         return {
@@ -64,6 +69,21 @@ class LoadedModel:
             "weights_hash": self.weights_hash,
             "dtype": str(self.dtype).removeprefix("torch."),
         }
+
+
+# Config fields that name a model's window: Llama/Gemma/NeoX/BERT, GPT-2, older GPT-style configs.
+_WINDOW_FIELDS = ("max_position_embeddings", "n_positions", "n_ctx", "seq_length")
+
+
+def context_window(config: object) -> int | None:
+    """The window a model config states, reading the text config of multi-part models (Gemma 3)."""
+    text_config = getattr(config, "get_text_config", None)
+    config = text_config() if callable(text_config) else config
+    for name in _WINDOW_FIELDS:
+        value = getattr(config, name, None)
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            return value
+    return None
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:

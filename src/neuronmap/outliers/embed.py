@@ -125,6 +125,11 @@ def encode(
 ) -> np.ndarray:
     """Mean-pooled last hidden states of ``texts``, batched by length so little compute goes to padding."""
     model, tokenizer = loaded.model, loaded.tokenizer
+    if loaded.window is not None and max_length > loaded.window:
+        raise NeuronmapError(
+            f"--max-length {max_length} is longer than the encoder's window of {loaded.window} (texts are cut to "
+            "--max-length tokens)"
+        )
     # Right padding: causal LMs number positions from the left, so left padding would shift real tokens.
     side, tokenizer.padding_side = tokenizer.padding_side, "right"
     try:

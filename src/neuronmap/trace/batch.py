@@ -69,7 +69,7 @@ def _ids(tokenizer: PreTrainedTokenizerBase, text: str, special: bool) -> list[i
     return list(tokenizer(text, add_special_tokens=special)["input_ids"])
 
 
-def _char_spans(tokenizer: PreTrainedTokenizerBase, text: str, ids: list[int]) -> list[tuple[int, int]]:
+def char_spans(tokenizer: PreTrainedTokenizerBase, text: str, ids: list[int]) -> list[tuple[int, int]]:
     """Character span of each token of ``text``: offsets from fast tokenizers, cumulative decoding otherwise."""
     if tokenizer.is_fast:
         enc = tokenizer(text, add_special_tokens=True, return_offsets_mapping=True)
@@ -90,7 +90,7 @@ def subject_span(
         raise NeuronmapError(f"subject {subject!r} does not occur in its prompt {text!r}")
     end = start + len(subject)
     inside = [
-        i for i, (a, b) in enumerate(_char_spans(tokenizer, text, ids)) if b > a and a < end and b > start
+        i for i, (a, b) in enumerate(char_spans(tokenizer, text, ids)) if b > a and a < end and b > start
     ]
     if not inside:
         raise NeuronmapError(f"subject {subject!r} covers no token of {text!r}")
@@ -114,6 +114,37 @@ def encode(tokenizer: PreTrainedTokenizerBase, text: str, target: str, subject: 
         raise NeuronmapError(f"target {target!r} of context {text!r} encodes to no tokens")
     span = subject_span(tokenizer, text, text_ids, subject) if subject else None
     return Encoded(tuple(text_ids + target_ids[:-1]), tuple(target_ids), len(text_ids) - 1, span)
+
+
+TRUNCATE = ("left",)
+
+
+def fit_window(
+    enc: Encoded, window: int | None, truncate: str | None = None, hint: str = ""
+) -> tuple[Encoded, int]:
+    """``enc`` within a model window of ``window`` positions, and how many tokens were cut.
+
+    A longer input is refused (``hint`` follows the message) unless ``truncate`` is ``"left"``, which drops its
+    first tokens: a next-token prediction depends most on the tokens nearest to it. Positions and the subject span
+    shift along; a cut through the subject, or a target that alone fills the window, is refused, since the result
+    would not be the context the user asked about. Messages name no place: callers put the file and line first."""
+    n = len(enc.input_ids)
+    if window is None or n <= window:
+        return enc, 0
+    over = f"{n} tokens, longer than the model's window of {window}"
+    if truncate is None:
+        raise NeuronmapError(over + hint)
+    if truncate not in TRUNCATE:
+        raise NeuronmapError(f"unknown truncation {truncate!r}; choose one of {', '.join(TRUNCATE)}")
+    cut = n - window
+    if enc.position - cut < 0:
+        raise NeuronmapError(f"{over}, and its target alone is {len(enc.target_ids)} tokens")
+    span = enc.subject_span
+    if span is not None:
+        if span[0] < cut:
+            raise NeuronmapError(f"{over}; keeping the last {window} would cut its subject")
+        span = (span[0] - cut, span[1] - cut)
+    return Encoded(enc.input_ids[cut:], enc.target_ids, enc.position - cut, span), cut
 
 
 def collate(encoded: Sequence[Encoded], pad_id: int, device: torch.device | str = "cpu") -> Batch:

@@ -27,6 +27,7 @@ from neuronmap.edit.algorithm.values import compute_value
 from neuronmap.edit.hparams import RomeHparams, load_hparams
 from neuronmap.edit.prompts import opening_ids
 from neuronmap.edit.stats import SecondMoment, second_moment
+from neuronmap.edit.window import check_request
 from neuronmap.errors import NeuronmapError
 from neuronmap.models.loader import LoadedModel
 from neuronmap.trace.store import atomic_write_bytes, atomic_write_json
@@ -211,6 +212,7 @@ def rome(
     if layer is not None:
         hparams = hparams.replace(layer=layer)
     lay = lm.adapter.check_layer(hparams.resolve_layer(lm.n_layers))
+    check_request(lm, hparams, req, f"the request for {req.subject!r}")
     if stats is not None and stats.layer != lay:
         raise NeuronmapError(f"statistics of layer {stats.layer} given for an edit of layer {lay}")
     prefixes = context_prefixes(lm, hparams) if prefixes is None else prefixes

@@ -46,6 +46,7 @@ class Fact:
     subject: str
     target: str | None
     relation: str | None = None
+    where: str = "the prompt"  # where it came from, for messages
 
 
 def load_facts(spec: str | Path, limit: int | None = None, seed: int = 0) -> tuple[list[Fact], bool]:
@@ -55,7 +56,9 @@ def load_facts(spec: str | Path, limit: int | None = None, seed: int = 0) -> tup
     if spec == LITE or spec.endswith(".json") and _is_counterfact(spec):
         records = load_records(spec, limit)
         return [
-            Fact(i, r.request.prompt, r.request.subject, r.target_true, r.relation)
+            Fact(
+                i, r.request.prompt, r.request.subject, r.target_true, r.relation, f"{spec}: case {r.case_id}"
+            )
             for i, r in enumerate(records)
         ], spec.startswith("builtin:")
     from neuronmap.contexts.loaders import load_contexts
@@ -69,7 +72,8 @@ def load_facts(spec: str | Path, limit: int | None = None, seed: int = 0) -> tup
             )
         relation = c.groups.get("relation")
         prompt = c.text.replace(c.subject, "{}", 1)
-        out.append(Fact(i, prompt, c.subject, c.target, None if relation is None else str(relation)))
+        relation = None if relation is None else str(relation)
+        out.append(Fact(i, prompt, c.subject, c.target, relation, contexts.where(i)))
     return out, contexts.builtin
 
 

@@ -24,8 +24,17 @@ from neuronmap.edit.hooks import KINDS, OutputHooks, block_name, module_name, re
 from neuronmap.edit.prompts import encode_fact, opening_ids
 from neuronmap.errors import NeuronmapError
 from neuronmap.models.loader import LoadedModel
+from neuronmap.models.memory import Budget, Footprint, format_bytes
 from neuronmap.progress import progress_bar
-from neuronmap.trace.batch import Batch, Encoded, collate, target_logprob, target_top1
+from neuronmap.trace.batch import (
+    Batch,
+    Encoded,
+    collate,
+    fit_window,
+    forward_target_logits,
+    picked_logprob,
+    picked_top1,
+)
 from neuronmap.trace.methods import noise_generator
 
 POSITION_CLASSES = (
@@ -97,15 +106,29 @@ def _window(layer: int, kind: str, window: int, n_layers: int) -> list[int]:
     return list(range(max(0, layer - window // 2), min(n_layers, layer - (-window // 2))))
 
 
+def check_fact(lm: LoadedModel, fact: Fact, settings: TraceSettings, budget: Budget) -> None:
+    """Refuse, naming where the fact came from, a prompt (with its target) longer than the model's window or too
+    large to trace within ``budget``; before any model work."""
+    opening = opening_ids(lm.tokenizer, settings.document_start)
+    enc = encode_fact(lm.tokenizer, fact.prompt, fact.subject, fact.target or "?", "", opening)
+    try:
+        fit_window(enc, lm.window)
+    except NeuronmapError as exc:
+        raise NeuronmapError(f"{fact.where}: {exc}") from None
+    positions_per_pass(lm, settings, enc, budget, fact.where)
+
+
 def encode_trace_fact(lm: LoadedModel, fact: Fact, document_start: bool = False) -> tuple[Encoded, str]:
     """The fact tokenised, with its target or (target None) the clean model's top-1 token."""
     opening = opening_ids(lm.tokenizer, document_start)
     if fact.target is not None:
         return encode_fact(lm.tokenizer, fact.prompt, fact.subject, fact.target, "", opening), fact.target
     enc = encode_fact(lm.tokenizer, fact.prompt, fact.subject, None, "", opening)
+    probe = collate([Encoded(enc.input_ids, (0,), enc.position, enc.subject_span)], 0, lm.device)
     with torch.no_grad():
-        logits = lm.model(input_ids=torch.tensor([enc.input_ids], device=lm.device), use_cache=False).logits
-    top = int(logits[0, -1].argmax())
+        top = int(
+            forward_target_logits(lm.model, probe)[0, 0].argmax()
+        )  # the output layer at the last token only
     return Encoded(enc.input_ids, (top,), enc.position, enc.subject_span), lm.tokenizer.decode([top])
 
 
@@ -127,8 +150,8 @@ def _add_noise(span: tuple[int, int], noise: torch.Tensor) -> object:
 
 
 def _prob(lm: LoadedModel, rows: Batch) -> torch.Tensor:
-    logits = lm.model(input_ids=rows.input_ids, attention_mask=rows.attention_mask, use_cache=False).logits
-    return target_logprob(logits, rows).exp()
+    # The output layer at the target positions only: at every position its logits would outgrow the model.
+    return picked_logprob(forward_target_logits(lm.model, rows), rows).exp()
 
 
 def restored_prob(
@@ -159,8 +182,43 @@ def restored_prob(
         return float(_prob(lm, rows).mean())
 
 
-def trace_fact(lm: LoadedModel, fact: Fact, settings: TraceSettings, progress: bool = False) -> FactTrace:
-    """Every (kind, layer, text position) cell of one fact."""
+def fact_bytes(fp: Footprint, settings: TraceSettings, tokens: int, targets: int, rows: int) -> int:
+    """Estimated peak bytes of tracing a fact of ``tokens`` tokens with ``rows`` rows per forward pass: the pass,
+    the clean outputs of every traced kind and the corrupted blocks' outputs kept for restoring, and a replayed
+    block's input per row."""
+    kept = (len(settings.kinds) + settings.samples) * fp.n_layers * tokens * fp.d_model * fp.element
+    replay = rows * tokens * fp.d_model * fp.element
+    return fp.pass_bytes(rows, tokens, 0, targets) + kept + replay
+
+
+def positions_per_pass(
+    lm: LoadedModel, settings: TraceSettings, enc: Encoded, budget: Budget | None, where: str = "the prompt"
+) -> int:
+    """Text positions restored per forward pass (``samples`` rows each): as many as ``max_rows`` allows, halved
+    until the pass fits ``budget``; a fact that does not fit with one is refused before any model work."""
+    per_pass = max(1, settings.max_rows // settings.samples)
+    if budget is None:
+        return per_pass
+    fp = Footprint.of(lm.model, lm.n_layers, lm.d_mlp)
+    tokens, targets = len(enc.input_ids), len(enc.target_ids)
+
+    def need(n: int) -> int:
+        return fact_bytes(fp, settings, tokens, targets, n * settings.samples)
+
+    while per_pass > 1 and need(per_pass) > budget.bytes:
+        per_pass //= 2
+    if need(per_pass) > budget.bytes:
+        raise NeuronmapError(
+            f"{where}: {tokens} tokens need about {format_bytes(need(per_pass))} to trace with {settings.samples} "
+            f"samples, more than the {budget.describe()}; try fewer --samples or a larger --max-memory"
+        )
+    return per_pass
+
+
+def trace_fact(
+    lm: LoadedModel, fact: Fact, settings: TraceSettings, progress: bool = False, budget: Budget | None = None
+) -> FactTrace:
+    """Every (kind, layer, text position) cell of one fact; with a ``budget``, passes sized to fit it."""
     if settings.layers is not None:
         lm.adapter.resolve_layers(list(settings.layers))  # a clear error before any work
     enc, target = encode_trace_fact(lm, fact, settings.document_start)
@@ -172,13 +230,13 @@ def trace_fact(lm: LoadedModel, fact: Fact, settings: TraceSettings, progress: b
     hidden = [block_name(lm.adapter, layer) for layer in range(n_layers)]
     wanted = sorted({module_name(lm.adapter, k, layer) for k in settings.kinds for layer in range(n_layers)})
     with torch.no_grad(), OutputHooks(lm.model, record=wanted) as clean:
-        logits = lm.model(input_ids=one.input_ids, attention_mask=one.attention_mask, use_cache=False).logits
-    p_clean = float(target_logprob(logits, one).exp()[0])
-    known = bool(target_top1(logits, one)[0])
+        logits = forward_target_logits(lm.model, one)
+    p_clean = float(picked_logprob(logits, one).exp()[0])
+    known = bool(picked_top1(logits, one)[0])
     embed = {_embedding_name(lm): _add_noise(span, noise)}
     with torch.no_grad(), OutputHooks(lm.model, edits=embed, record=hidden) as corrupt:  # type: ignore[arg-type]
         p_corrupted = float(_prob(lm, one.repeat(s)).mean())
-    per_chunk = max(1, settings.max_rows // s)
+    per_chunk = positions_per_pass(lm, settings, enc, budget, fact.where)
     rows_out = []
     layers = lm.adapter.resolve_layers(None if settings.layers is None else list(settings.layers))
     where = list(range(n_text)) if settings.positions == "all" else [span[1] - 1]

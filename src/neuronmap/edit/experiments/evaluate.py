@@ -33,7 +33,10 @@ from neuronmap.edit.hparams import RomeHparams, load_hparams
 from neuronmap.edit.prompts import opening_ids
 from neuronmap.edit.scoring import mean_logprobs
 from neuronmap.edit.stats import second_moments
+from neuronmap.edit.window import check_fits, check_prompts, check_request, token_count
+from neuronmap.errors import NeuronmapError
 from neuronmap.models.loader import LoadedModel
+from neuronmap.models.memory import Budget, Footprint, format_bytes, memory_budget
 from neuronmap.progress import progress_bar
 
 METRICS = ("efficacy", "paraphrase", "neighborhood")
@@ -80,6 +83,80 @@ def record_metrics(
     return out
 
 
+@dataclass(frozen=True)
+class RecordSize:
+    """The longest input (in tokens) of each kind of pass a record's evaluation runs."""
+
+    rewrite: int  # a context prefix, the rewrite prompt and a target: ROME's value optimisation
+    targets: int  # the longer target (logits are read at its tokens only)
+    scored: int  # a scored prompt with its target
+    generation: int  # a generation prompt with its new tokens (0: no generation)
+    n_generation: int  # generation prompts, run as one batch
+
+
+def check_record(lm: LoadedModel, hp: RomeHparams, record: Record, gen_tokens: int, where: str) -> RecordSize:
+    """Every prompt a record's evaluation runs, against the model's window (before any model work)."""
+    targets = [record.request.target_new, record.target_true]
+    rewrite = check_request(lm, hp, record.request, where)
+    scored = max(
+        check_prompts(lm, hp, [record.request.text], targets, where, "the rewrite prompt with its target"),
+        check_prompts(
+            lm, hp, record.paraphrase_prompts, targets, where, "a paraphrase prompt with its target"
+        ),
+        check_prompts(
+            lm, hp, record.neighborhood_prompts, targets, where, "a neighbourhood prompt with its target"
+        ),
+    )
+    generation = 0
+    if gen_tokens:
+        what = f"a generation prompt with {gen_tokens} new tokens"
+        extra = gen_tokens + len(opening_ids(lm.tokenizer, hp.document_start))
+        generation = max(
+            (check_fits(lm, p, extra, where, what) for p in record.generation_prompts), default=0
+        )
+    n_targets = max(token_count(lm, " " + t, special=False) for t in targets)
+    n_generation = len(record.generation_prompts) if generation else 0
+    return RecordSize(rewrite, n_targets, scored, generation, n_generation)
+
+
+def plan_memory(
+    lm: LoadedModel,
+    hp: RomeHparams,
+    sizes: Sequence[tuple[str, RecordSize]],
+    layers: Sequence[int],
+    batch_size: int,
+    budget: Budget,
+) -> int:
+    """The scoring batch size that fits ``budget`` (``batch_size`` halved as needed); a record whose edit or
+    generations alone would not fit is refused, naming it, before any model work. An edit's backward pass reaches
+    down to its layer; its rows are the bare prompt, the context prefixes and the KL prompt."""
+    fp = Footprint.of(lm.model, lm.n_layers, lm.d_mlp)
+    edit_rows = 2 + sum(count for _, count in hp.context_template_length_params)
+    for where, size in sizes:
+        edit = fp.pass_bytes(edit_rows, size.rewrite, fp.n_layers - min(layers), size.targets)
+        generate = fp.pass_bytes(size.n_generation, size.generation) if size.generation else 0
+        for what, need in (("the edit", edit), ("the generations", generate)):
+            if need > budget.bytes:
+                hint = " or fewer --gen-tokens" if what == "the generations" else ""
+                raise NeuronmapError(
+                    f"{where}: {what} need about {format_bytes(need)}, more than the {budget.describe()}; try a "
+                    f"larger --max-memory{hint}"
+                )
+    longest = max((size.scored for _, size in sizes), default=1)
+    targets = max((size.targets for _, size in sizes), default=1)
+    rows = batch_size
+    while rows > 1 and fp.pass_bytes(rows, longest, 0, targets) > budget.bytes:
+        rows //= 2
+    need = fp.pass_bytes(rows, longest, 0, targets)
+    if need > budget.bytes:
+        where = next(w for w, size in sizes if size.scored == longest)
+        raise NeuronmapError(
+            f"{where}: scoring a prompt of {longest} tokens needs about {format_bytes(need)}, more than the "
+            f"{budget.describe()}; try a larger --max-memory"
+        )
+    return rows
+
+
 def fluency(
     lm: LoadedModel, record: Record, max_new_tokens: int, seed: int, opening: Sequence[int] = ()
 ) -> float:
@@ -121,12 +198,21 @@ def evaluate(
     seed: int = 0,
     batch_size: int = 32,
     progress: bool = True,
+    source: str = "records",
+    max_memory: str | int | None = None,
 ) -> Evaluation:
-    """Edit each record alone (at each of ``layers``; default the hparams' layer) and score it before and after."""
+    """Edit each record alone (at each of ``layers``; default the hparams' layer) and score it before and after.
+    Every record is checked against the model's window and ``max_memory`` first (``source`` names the records in
+    those messages); the scoring batches shrink below ``batch_size`` where they would not fit."""
     start_time = time.perf_counter()
     hp = hparams if isinstance(hparams, RomeHparams) else load_hparams(hparams, model=lm.spec)
     chosen = list(layers) if layers else [hp.resolve_layer(lm.n_layers)]
     chosen = [lm.adapter.check_layer(layer + lm.n_layers if layer < 0 else layer) for layer in chosen]
+    sizes = []
+    for record in records:
+        where = f"{source}: case {record.case_id}"
+        sizes.append((where, check_record(lm, hp, record, max_new_tokens if with_fluency else 0, where)))
+    batch_size = plan_memory(lm, hp, sizes, chosen, batch_size, memory_budget(max_memory, lm.device))
     prefixes = context_prefixes(lm, hp)
     opening = opening_ids(lm.tokenizer, hp.document_start)
     stats: dict[int, Any] = {}
