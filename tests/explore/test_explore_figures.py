@@ -35,3 +35,24 @@ def test_clusterability_figure_for_spectral_and_within_layer(mapped_run, tmp_pat
     map_run(run, force=True, stability_seeds=0, export="none", **params)
     written = write_figures(run, formats=("png",))
     assert (run / "figures" / "clusterability.png") in written
+
+
+def test_cluster_map_stars_coherent_clusters(run_copy):
+    import pandas as pd
+
+    from neuronmap.explore.data import load_view
+    from neuronmap.explore.figures import _cluster_map, _clusterability
+    from neuronmap.trace.store import atomic_write_parquet
+
+    clusters = pd.read_parquet(run_copy / "graph" / "clusters.parquet")
+    clusters["coherent"] = clusters["cluster"] < 2  # as a map with embeddings would mark them
+    atomic_write_parquet(clusters, run_copy / "graph" / "clusters.parquet")
+    view = load_view(run_copy)
+    fig = _cluster_map(view)
+    ax = fig.axes[0]
+    assert "2 with coherent top tokens (*)" in ax.get_title()
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["coherent top tokens"]
+    labels = {t.get_text().split(" ")[0] for t in ax.texts}
+    assert {"#0*", "#1*"} <= labels and "#2" in labels
+    lines = {line.get_label() for line in _clusterability(view).axes[0].get_lines()}
+    assert {"modularity", "modularity on the full projection (not tested)"} <= lines

@@ -60,3 +60,44 @@ def test_explore_does_not_import_torch(run_copy):
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert (run_copy / "explorer.html").is_file() and (run_copy / "figures" / "layers.png").is_file()
+
+
+def test_page_marks_coherent_clusters_and_names_both_modularities(run_copy, tmp_path):
+    """A map with coherence (embeddings in which each group's target tokens lie together): the page's data
+    carry the clusters' coherence and pass flags exactly as clusters.parquet has them, and both modularities."""
+    import numpy as np
+    import pandas as pd
+
+    from neuronmap.explore.data import load_view
+    from neuronmap.explore.page import build_payload
+    from neuronmap.graph.api import map_run
+
+    contexts = pd.read_parquet(run_copy / "contexts.parquet")
+    rng = np.random.default_rng(0)
+    table = rng.normal(size=(2000, 16))
+    for _, ids in contexts.groupby("relation")["target_ids"]:
+        centre = rng.normal(size=16) * 3
+        for token in {int(t[0]) for t in ids}:
+            table[token] = centre + rng.normal(size=16) * 0.2
+    np.save(tmp_path / "emb.npy", table)
+    result = map_run(
+        run_copy,
+        force=True,
+        null_samples=2,
+        stability_seeds=0,
+        export="none",
+        embeddings=str(tmp_path / "emb.npy"),
+    )
+    assert result.clusters["coherent"].any()
+    data = build_payload(load_view(run_copy))
+    part = data["partitions"]["cluster"]
+    assert part["coherent"] == result.clusters["coherent"].tolist()
+    q = result.clusters["coherence_p"]
+    assert [x is None for x in part["coherenceQ"]] == q.isna().tolist()
+    meta = data["meta"]
+    assert meta["modularityFull"] == result.summary["modularity_full"]
+    assert meta["modularityPruned"] == result.summary["modularity_pruned"]
+    assert "tested clusters coherent" in meta["coherence"] and meta["groupsAmi"].startswith("AMI with groups")
+    assert not any(data["partitions"]["merged"]["coherent"])  # the test is of found clusters only
+    page = write_page(run_copy).read_text("utf-8")
+    assert "isCoherent" in page and "modularityFull" in page

@@ -47,7 +47,9 @@ def test_map_run_writes_every_output(planted_run):
     assert {"layer", "neuron", "cluster", "merged_cluster", "degree", "strength"} <= set(
         result.neurons.columns
     )
-    assert {"size", "layer_hist", "modularity", "ncut", "merged_cluster"} <= set(result.clusters.columns)
+    assert {"size", "layer_hist", "modularity_pruned", "modularity_full", "ncut", "merged_cluster"} <= set(
+        result.clusters.columns
+    )
     stage = RunDir(run).stage("map")
     assert stage["status"] == "complete" and stage["params"]["method"] == "leiden" and stage["finished_at"]
     assert adjusted_rand_score(_truth(result, truth), result.neurons["cluster"]) >= 0.9
@@ -58,7 +60,7 @@ def test_map_run_writes_every_output(planted_run):
         result.clusters["size"].sum() == len(result.neurons)
         and result.clusters["size"].is_monotonic_decreasing
     )
-    assert result.summary["modularity"] == pytest.approx(result.clusters["modularity"].sum())
+    assert result.summary["modularity_pruned"] == pytest.approx(result.clusters["modularity_pruned"].sum())
     test = result.summary["units"][0]["clusterability"]
     assert test["pairs"]["p"] == test["edges"]["p"] == test["swaps"]["p"] == pytest.approx(1 / 4)
     assert test["pairs"]["z"] > 3 and test["swaps"]["z"] > 3

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 
@@ -43,3 +44,33 @@ def test_bad_input_exits_2_with_one_line(planted_run, tmp_path, arguments, messa
     assert done.returncode == 2
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error:") and message in lines[0]
+
+
+def test_map_command_says_what_the_map_knows(planted_run, tmp_path):
+    import numpy as np
+    import pandas as pd
+
+    run, _ = planted_run()
+    contexts = pd.read_parquet(run / "contexts.parquet")
+    table = np.random.default_rng(0).normal(size=(1200, 16))
+    for g, (_, ids) in enumerate(contexts.groupby("relation")["target_ids"]):
+        centre = np.random.default_rng(g).normal(size=16) * 3
+        for token in {int(t[0]) for t in ids}:
+            table[token] = centre + np.random.default_rng(token).normal(size=16) * 0.2
+    np.save(tmp_path / "emb.npy", table)
+    options = ["--null-samples", "2", "--stability-seeds", "0", "--export", "none"]
+    result = CliRunner().invoke(
+        app, ["map", str(run), *options, "--embeddings", str(tmp_path / "emb.npy"), "--drop-generic"]
+    )
+    assert result.exit_code == 0, result.output
+    out = " ".join(result.output.split())
+    assert "on the full projection" in out and "on the pruned graph that was clustered" in out
+    assert "clusterability vs the swaps null" in out and "community method: leiden" in out
+    assert "p cannot go below 1/3" in out
+    found = re.search(r"coherent clusters .*?BH q <= 0.05\): (\d+) of 4 tested.*?holding ([\d.]+)% of", out)
+    assert found and float(found.group(2)) == pytest.approx(
+        25.0 * int(found.group(1))
+    )  # 30 of 120 neurons each
+    assert "group 'relation': AMI(dominant cluster, relation) 1.000" in out
+    params = RunDir(run).stage("map")["params"]
+    assert params["drop_generic"] is True and params["embeddings"] == str(tmp_path / "emb.npy")

@@ -1,9 +1,11 @@
 """``neuronmap figures RUN``: static figures for reports, as PNG and SVG in ``RUN/figures/``.
 
 - ``cluster_map``: the clusters at the page's positions, sized by neurons, the largest labelled with tokens;
+  clusters whose top tokens pass the coherence test (``clusters.parquet`` ``coherent``) drawn as stars;
 - ``layers``: layer x cluster heatmap of neuron counts (the ``MAX_CLUSTERS`` largest clusters);
 - ``clusterability``: the n-cut against k (spectral) or the modularity per scope unit (Leiden, Louvain), with
-  the band of the shuffled nulls (mean +- 2 standard deviations, one band per null kind);
+  the band of the shuffled nulls (mean +- 2 standard deviations, one band per null kind); the modularity of the
+  pruned graph that was clustered (what the nulls are compared with) and of the full projection;
 - ``token_groups``: token groups x clusters, each group's weight share per cluster;
 - ``groups_<column>``: the group x cluster matrix of each context group column (share of the group's score
   mass per cluster).
@@ -65,10 +67,28 @@ def _cluster_map(view: RunView) -> Figure:
     ax = fig.add_subplot()
     sizes = 15 + 600 * np.sqrt(part.size / max(part.size.max(), 1))
     colors = [f"C{c % 10}" for c in range(part.n)]
-    ax.scatter(part.xy[:, 0], part.xy[:, 1], s=sizes, c=colors, alpha=0.7, edgecolors="k", linewidths=0.4)
+    clusters = view.map.clusters
+    coherent = (
+        clusters["coherent"].to_numpy(bool) if "coherent" in clusters.columns else np.zeros(part.n, bool)
+    )
+    for marker, chosen in (("o", ~coherent), ("*", coherent)):
+        if chosen.any():
+            ax.scatter(
+                part.xy[chosen, 0],
+                part.xy[chosen, 1],
+                s=sizes[chosen] * (1.6 if marker == "*" else 1.0),
+                c=[colors[c] for c in np.flatnonzero(chosen)],
+                marker=marker,
+                alpha=0.7,
+                edgecolors="k",
+                linewidths=0.4,
+                label="coherent top tokens" if marker == "*" else None,
+            )
+    if coherent.any():
+        ax.legend(fontsize=7, loc="lower right")
     for c in np.argsort(-part.size, kind="stable")[:LABELLED]:
         ax.annotate(
-            f"#{c} {_top_tokens(view, int(c), 3)}",
+            f"#{c}{'*' if coherent[c] else ''} {_top_tokens(view, int(c), 3)}",
             part.xy[c],
             fontsize=7,
             ha="center",
@@ -79,7 +99,10 @@ def _cluster_map(view: RunView) -> Figure:
     ax.margins(0.15)  # room for the labels
     ax.set_xticks([])
     ax.set_yticks([])
-    ax.set_title(f"{part.n} clusters, placed by token-profile similarity (size: neurons)")
+    title = f"{part.n} clusters, placed by token-profile similarity (size: neurons)"
+    if coherent.any():
+        title += f"\n{int(coherent.sum())} with coherent top tokens (*), {part.size[coherent].sum()} neurons"
+    ax.set_title(title)
     return fig
 
 
@@ -145,7 +168,18 @@ def _clusterability(view: RunView) -> Figure:
         ax.set_title("n-cut by number of clusters, against shuffled networks")
     else:  # leiden / louvain: one modularity per unit, the nulls as bands (or error bars for a single unit)
         x = np.arange(len(units))
-        ax.plot(x, [u.get("modularity") or np.nan for u in units], marker="o", color="C0", label="modularity")
+        pruned = [u.get("modularity_pruned", u.get("modularity")) for u in units]  # older maps: "modularity"
+        ax.plot(x, [np.nan if q is None else q for q in pruned], marker="o", color="C0", label="modularity")
+        full = [u.get("modularity_full") for u in units]
+        if any(q is not None for q in full):
+            ax.plot(
+                x,
+                [np.nan if q is None else q for q in full],
+                marker="D",
+                ls="--",
+                color="C4",
+                label="modularity on the full projection (not tested)",
+            )
         for offset, (kind, color) in zip((-0.12, 0.0, 0.12), NULL_COLORS, strict=True):
             mean, std = _band([u.get("clusterability") or {} for u in units], kind)
             if mean is None:

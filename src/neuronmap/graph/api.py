@@ -2,11 +2,23 @@
 
 ``map_run`` is what ``neuronmap map`` calls. Everything is computed first and written into a temporary folder
 that replaces ``RUN/graph`` only when complete; ``run.json`` says ``complete`` only after that. Outputs depend
-only on the inputs and the parameters (``seed`` included): the one timestamp is ``finished_at`` in
-``run.json``.
+only on the inputs and the parameters (``seed`` included): the wall-clock fields are ``finished_at`` and
+``timing`` (the seconds of the null samples) in ``run.json``.
 
 Scope ``within-layer`` runs the whole pipeline (projection, clustering, nulls, stability) on each layer alone,
 so each layer has its own modularity, k and clusterability; ``cross-layer`` runs it once on all neurons.
+
+Two modularities of the same partition: ``modularity_pruned`` on the graph that was clustered (each neuron's top
+``--neighbors`` and/or the weights >= ``--threshold``), and ``modularity_full`` on the unpruned projection of the
+same factor (exact, never materialised when the projection has no negative weights: see
+:class:`~neuronmap.graph.projection.GramOperator`). Pruning keeps the strong within-cluster links and drops the
+weak ones between clusters, so the pruned value is usually the higher one.
+
+Clusterability that survives the choice of k (spectral): k is chosen on one set of null samples (the n-cut's z
+or gap against the ``pairs`` null at every k), then p and z come from a *fresh*, independently seeded set of
+null samples drawn only at the chosen k, so the reported test is one test, not the best of many. Leiden and
+Louvain choose no k (the number of communities comes from the method), and their modularity is tested against
+the same method on the nulls. With n samples p cannot go below 1/(n + 1) (``p_floor``).
 """
 
 from __future__ import annotations
@@ -16,6 +28,7 @@ import json
 import math
 import os
 import shutil
+import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
@@ -31,6 +44,19 @@ from neuronmap.graph.bipartite import EDGE_SCORES, TOKEN_FIELDS, bipartite_matri
 from neuronmap.graph.clusterability import NULL_KINDS, null_statistics, significance, stability
 from neuronmap.graph.communities import Leiden, Louvain, Spectral, SpectralSweep, canonical_labels
 from neuronmap.graph.export import EXPORT_FORMATS, write_exports
+from neuronmap.graph.meaning import (
+    COHERENCE_ALPHA,
+    COHERENCE_DRAWS,
+    COHERENCE_TOKENS,
+    GENERIC_RULE,
+    GROUP_PERMUTATIONS,
+    cluster_coherence,
+    dominant_clusters,
+    generic_neurons,
+    group_alignment,
+    group_columns,
+    load_embeddings,
+)
 from neuronmap.graph.projection import (
     PROJECTIONS,
     BlockRunner,
@@ -51,6 +77,11 @@ K_SELECT = ("z", "gap")
 TABLES = ("edges", "neurons", "clusters", "cluster_tokens", "token_groups", "projection")
 # Above this many entries an exact projection is not materialised (spectral then uses an operator).
 EXACT_MAX_ENTRIES = 20_000_000
+# Entropy appended to a unit's null seed for the test samples drawn at the chosen k: independent of the
+# samples that chose it.
+TEST_STREAM = 1
+HEADLINE_NULLS = ("swaps", "pairs", "edges")  # the first one present is the summary's p and z
+P_FLOOR_TARGET = 0.01  # below this many samples the summary notes that p cannot reach it
 SUMMARY_TOP = 10  # largest clusters in summary.json, and tokens per cluster in clusters.parquet
 
 
@@ -108,6 +139,8 @@ class MapConfig:
     export: str | Sequence[str] = ("graphml", "gexf")
     export_max_edges: int = 250_000  # networkx writers: about 30 s and a few hundred MB per 200k edges
     seed: int = 0
+    drop_generic: bool = False  # leave generic neurons (graph.meaning) out of the graph
+    embeddings: str | None = None  # .npy or .safetensors token embeddings; default: the model's weights
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__  # frozen: normalise once, here
@@ -137,6 +170,14 @@ class MapConfig:
         _check(self.top_tokens >= 1, "top_tokens", self.top_tokens, ">= 1")
         _check(self.export_max_edges >= 0, "export_max_edges", self.export_max_edges, ">= 0")
         _check(self.seed >= 0, "seed", self.seed, ">= 0")
+        if self.embeddings is not None:
+            path = Path(self.embeddings).expanduser()
+            _check(
+                path.is_file() and path.suffix in (".npy", ".safetensors"),
+                "embeddings",
+                self.embeddings,
+                "an existing .npy or .safetensors file",
+            )
         if self.method == "spectral" and len(self.k_range) > 1 and self.null_samples < 2:
             raise NeuronmapError(
                 "--method spectral chooses k by comparing the n-cut with shuffled nulls: "
@@ -161,6 +202,9 @@ class MapResult:
     token_groups: pd.DataFrame
     projection: pd.DataFrame | None = field(default=None)
     reused: bool = False  # True when map_run found this map already complete and only loaded it
+    # Seconds spent on the null samples (clusterability); kept out of summary.json, which depends only on the
+    # inputs, and recorded in run.json's map stage instead.
+    null_seconds: float | None = None
 
     @classmethod
     def load(cls, run: str | Path | RunDir) -> MapResult:
@@ -191,6 +235,20 @@ def _neuron_graph(matrix: sp.csr_array, cfg: MapConfig, runner: BlockRunner | No
     return gram_graph(factor, cfg.neighbors, cfg.threshold, runner)
 
 
+def _full_graph(matrix: sp.csr_array, graph: Graph, cfg: MapConfig) -> Graph | None:
+    """The unpruned projection of a unit (positive weights, as the pruned one keeps): the clustered graph itself
+    when nothing was pruned, an operator when the projection has no negative weight, else the exact product
+    when it is small enough to materialise; None otherwise."""
+    if cfg.neighbors is None and cfg.threshold is None:
+        return graph
+    factor = gram_factor(matrix, cfg.projection)
+    if not (factor.data < 0).any():
+        return GramOperator(factor)
+    if gram_nnz_bound(factor) <= EXACT_MAX_ENTRIES:
+        return gram_graph(factor)
+    return None
+
+
 def _clusterer(cfg: MapConfig, seed: int, k: int | None = None) -> Leiden | Louvain | Spectral:
     if cfg.method == "leiden":
         return Leiden(cfg.resolution, random_state=seed)
@@ -219,6 +277,7 @@ def _map_unit(
         "k": None,
         "ncut_curve": None,
         "clusterability": None,
+        "test": None,  # the one test the unit reports (see _headline)
         "stability": None,
         "notes": [],
     }
@@ -244,9 +303,11 @@ def _map_unit(
             curve[np.searchsorted(ks, result.k_values_)] = result.ncut_
             return curve
 
+        start = time.perf_counter()
         nulls = null_statistics(
             matrix, layers, statistic, kinds=kinds, n_samples=cfg.null_samples, seed=seed, progress=progress
         )
+        seconds = time.perf_counter() - start
         curve = [
             {"k": int(kk), "ncut": float(sweep.ncut_[i])}
             | {
@@ -263,7 +324,39 @@ def _map_unit(
                 info["notes"].append(f"no k has a {cfg.k_select} against the pairs null; took the smallest k")
         k = int(ks[best])
         labels = sweep.labels_[best]
-        info |= {"k": k, "ncut_curve": curve, "clusterability": {kind: curve[best][kind] for kind in kinds}}
+        networks = len(kinds) * cfg.null_samples
+        if len(ks) > 1 and kinds:
+            # The test: fresh null samples (their own seeds), clustered at the chosen k only.
+            def at_k(null: sp.csr_array, null_seed: int) -> np.ndarray:
+                result = SpectralSweep([k], random_state=null_seed).fit(_neuron_graph(null, cfg, runner))
+                return result.ncut_ if len(result.k_values_) else np.array([np.nan])
+
+            start = time.perf_counter()
+            test_nulls = null_statistics(
+                matrix,
+                layers,
+                at_k,
+                kinds=kinds,
+                n_samples=cfg.null_samples,
+                seed=(*seed, TEST_STREAM),
+                progress=progress,
+            )
+            seconds += time.perf_counter() - start
+            test = {
+                kind: significance(sweep.ncut_[best], test_nulls[kind][:, 0], higher_is_better=False)
+                for kind in kinds
+            }
+            selection = (
+                f"held-out: k = {k} chosen from {len(ks)} values of --k-range by the largest {cfg.k_select} of "
+                f"the n-cut against {cfg.null_samples} pairs-null samples; p and z from {cfg.null_samples} fresh, "
+                "independently seeded samples of each null, clustered at that k only"
+            )
+            cost = {"selection_networks": networks, "test_networks": networks}
+        else:
+            test = {kind: curve[best][kind] for kind in kinds}
+            selection = f"fixed: k = {k} is the only --k-range value, so no k was chosen"
+            cost = {"selection_networks": 0, "test_networks": networks}
+        info |= {"k": k, "ncut_curve": curve, "clusterability": test}
     else:
         labels = _clusterer(cfg, cfg.seed).fit(graph).labels_
 
@@ -273,17 +366,47 @@ def _map_unit(
                 [modularity(null_graph, _clusterer(cfg, null_seed).fit(null_graph).labels_, cfg.resolution)]
             )
 
+        start = time.perf_counter()
         nulls = null_statistics(
             matrix, layers, statistic, kinds=kinds, n_samples=cfg.null_samples, seed=seed, progress=progress
         )
+        seconds = time.perf_counter() - start
         real = modularity(graph, labels, cfg.resolution)
         info["clusterability"] = {
             kind: significance(real, nulls[kind][:, 0], higher_is_better=True) for kind in kinds
         }
+        info["k"] = int(labels.max()) + 1
+        selection = (
+            f"community method: {cfg.method} found {info['k']} communities itself (no choice over k); its "
+            "modularity (on the pruned graph it clustered) is compared with the same method on each null"
+        )
+        cost = {"selection_networks": 0, "test_networks": len(kinds) * cfg.null_samples}
     info["clusterability"] |= {"statistic": "ncut" if cfg.method == "spectral" else "modularity"}
+    info["test"] = _headline(info["clusterability"], kinds, selection, cost, info["k"]) if kinds else None
+    info["_seconds"] = seconds
     seeds = [cfg.seed + i for i in range(1, cfg.stability_seeds + 1)]
     info["stability"] = stability(labels, [_clusterer(cfg, s, k).fit(graph).labels_ for s in seeds], seeds)
     return graph, labels, info
+
+
+def _headline(
+    tests: dict[str, Any], kinds: Sequence[str], selection: str, cost: dict[str, int], k: int | None
+) -> dict[str, Any]:
+    """The one test a unit reports: p and z against the first null of ``HEADLINE_NULLS`` that was drawn, how k
+    was chosen, the floor of p and the cost in null networks (projected and clustered)."""
+    null = next((kind for kind in HEADLINE_NULLS if kind in kinds), None)
+    found = tests.get(null) or {}
+    samples = int(found.get("n") or 0)
+    return {
+        "p": found.get("p"),
+        "z": found.get("z"),
+        "null": null,
+        "samples": samples,
+        "k": k,
+        "selection": selection,
+        "p_floor": 1 / (samples + 1) if samples else None,
+        "cost": cost,
+    }
 
 
 # ---- the run ----------------------------------------------------------------------------------------------
@@ -344,29 +467,55 @@ def _cluster(
         offset += int(labels.max()) + 1
         graphs.append(graph)
         infos.append(info)
+        info["_full"] = _full_graph(matrix[rows], graph, cfg)
     return units, graphs, infos, canonical_labels(raw)
 
 
 def _cluster_quality(
     units: list[slice], graphs: list[Graph], infos: list[dict[str, Any]], labels: np.ndarray, cfg: MapConfig
-) -> tuple[pd.DataFrame, np.ndarray]:
-    """Per-cluster quality inside its own unit (a cluster's modularity term is normalised by its unit's
-    volume), and the unit of each cluster; adds each unit's totals to its summary."""
+) -> tuple[pd.DataFrame, np.ndarray, float | None]:
+    """Per-cluster quality inside its own unit (a cluster's modularity terms are normalised by its unit's
+    volume, on the pruned graph and on the full projection), the unit of each cluster, and the full
+    projection's modularity over all units (None when a unit's full projection could not be formed); adds
+    each unit's totals to its summary."""
     n_clusters = int(labels.max()) + 1
-    columns = {name: np.zeros(n_clusters) for name in ("volume", "within", "cut", "ncut", "modularity")}
+    names = ("volume", "within", "cut", "ncut", "modularity_pruned", "modularity_full")
+    columns = {name: np.zeros(n_clusters) for name in names}
+    within_full, volume_full = np.zeros(n_clusters), np.zeros(n_clusters)
     unit_of_cluster = np.zeros(n_clusters, np.int64)
+    full_known = True
     for i, (graph, rows, info) in enumerate(zip(graphs, units, infos, strict=True)):
         present, local = np.unique(labels[rows], return_inverse=True)
         table = partition_table(*cluster_weights(graph, local), cfg.resolution)
+        table = table.rename(columns={"modularity": "modularity_pruned"})
+        full = info.pop("_full")
+        if full is not None:
+            within_full[present], volume_full[present] = cluster_weights(full, local)
+            table["modularity_full"] = partition_table(
+                within_full[present], volume_full[present], cfg.resolution
+            )["modularity"].to_numpy()
+        else:
+            full_known = False
+            table["modularity_full"] = np.nan
         for name, values in columns.items():
             values[present] = table[name].to_numpy()
         unit_of_cluster[present] = i
+        has_edges = info["neuron_edges"] != 0
         info |= {
             "clusters": len(present),
-            "modularity": float(table["modularity"].sum()) if info["neuron_edges"] != 0 else None,
+            "modularity_full": float(table["modularity_full"].sum())
+            if has_edges and full is not None
+            else None,
+            "modularity_pruned": float(table["modularity_pruned"].sum()) if has_edges else None,
             "ncut": float(table["ncut"].sum()),
         }
-    return pd.DataFrame(columns), unit_of_cluster
+    # Over all units together (within-layer: the block-diagonal graph of the layers), as modularity_pruned.
+    whole = (
+        float(partition_table(within_full, volume_full, cfg.resolution)["modularity"].sum())
+        if full_known
+        else None
+    )
+    return pd.DataFrame(columns), unit_of_cluster, whole
 
 
 def _describe(
@@ -435,8 +584,10 @@ def _neuron_table(
     merged: np.ndarray,
     graphs: list[Graph],
     matrix: sp.csr_array,
+    generic: pd.DataFrame,
 ) -> pd.DataFrame:
     degree = [np.diff(g.indptr) if hasattr(g, "indptr") else [None] * g.shape[0] for g in graphs]
+    flags = neurons.merge(generic, on=["layer", "neuron"], how="left", validate="one_to_one")
     return neurons.assign(
         global_id=neurons["layer"].to_numpy(np.int64) * d_mlp + neurons["neuron"].to_numpy(np.int64),
         cluster=labels,
@@ -445,6 +596,8 @@ def _neuron_table(
         strength=np.concatenate([degrees(g) for g in graphs]),
         n_tokens=np.diff(matrix.indptr).astype(np.int64),
         token_weight=np.asarray(abs(matrix).sum(axis=1)).ravel(),
+        contexts=flags["contexts"].to_numpy(np.int64),
+        generic=flags["generic"].to_numpy(bool),
     )
 
 
@@ -467,6 +620,8 @@ def _summary(
     clusters: pd.DataFrame,
     neurons: pd.DataFrame,
     infos: list[dict[str, Any]],
+    modularity_full: float | None,
+    meaning: dict[str, Any],
 ) -> dict[str, Any]:
     def layer_counts(hist: np.ndarray) -> dict[str, int]:
         return {str(layer): int(count) for layer, count in enumerate(hist) if count}
@@ -482,13 +637,17 @@ def _summary(
             k: (manifest.get("model") or {}).get(k) for k in ("spec", "n_layers", "d_mlp", "weights_hash")
         },
         "counts": counts,
-        # Over all units together (for within-layer: the block-diagonal graph of the layers).
-        "modularity": float(
+        # Over all units together (for within-layer: the block-diagonal graph of the layers). Pruned: the
+        # graph that was clustered; full: the unpruned projection of the same factor, same partition.
+        "modularity_full": modularity_full,
+        "modularity_pruned": float(
             partition_table(clusters["within"].to_numpy(), clusters["volume"].to_numpy(), cfg.resolution)[
                 "modularity"
             ].sum()
         ),
         "ncut": float(clusters["ncut"].sum()),
+        "clusterability": _clusterability_summary(infos, cfg),
+        **meaning,
         "clusters_per_layer": {str(layer): int(count) for layer, count in per_layer.items()},
         "layer_histograms": {
             str(row.cluster): layer_counts(row.layer_hist)
@@ -507,11 +666,101 @@ def _summary(
                 "size": int(row.size),
                 "layers": layer_counts(row.layer_hist),
                 "top_tokens": row.top_tokens,
+                "coherence": row.coherence,
+                "coherence_p": row.coherence_p,
+                "coherent": bool(row.coherent),
             }
             for row in clusters.head(SUMMARY_TOP).itertuples()
         ],
         "notes": [],
     }
+
+
+def _clusterability_summary(infos: list[dict[str, Any]], cfg: MapConfig) -> dict[str, Any] | None:
+    """The summary's one clusterability entry: the unit's test (cross-layer), or per layer (within-layer, where
+    p, z and k are per layer and the top level has none of them)."""
+    tested = [info for info in infos if info.get("test")]
+    if not tested:
+        return None
+    heads = [info["test"] for info in tested]
+    if cfg.scope == "cross-layer":
+        return {k: heads[0][k] for k in ("p", "z", "null", "samples", "k", "selection", "p_floor", "cost")}
+    return {
+        "p": None,
+        "z": None,
+        "k": None,
+        "null": heads[0]["null"],
+        "samples": heads[0]["samples"],
+        "selection": heads[0]["selection"].split(":")[0] + ": per layer, see units",
+        "p_floor": heads[0]["p_floor"],
+        "cost": {
+            name: sum(h["cost"][name] for h in heads) for name in ("selection_networks", "test_networks")
+        },
+        "layers": [
+            {"layer": info["layer"], "p": h["p"], "z": h["z"], "k": h["k"]}
+            for info, h in zip(tested, heads, strict=True)
+        ],
+    }
+
+
+def _meaning(
+    rd: RunDir,
+    manifest: dict[str, Any],
+    cfg: MapConfig,
+    tokens: pd.DataFrame,
+    cluster_tokens: pd.DataFrame,
+    neurons: pd.DataFrame,
+    labels: np.ndarray,
+    n_clusters: int,
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Coherence per cluster (a frame aligned with the clusters) and the summary's ``coherence`` and ``groups``
+    entries (see :mod:`neuronmap.graph.meaning`)."""
+    top = cluster_tokens[
+        (cluster_tokens["partition"] == "cluster")
+        & (cluster_tokens["rank"] < COHERENCE_TOKENS)
+        & (cluster_tokens["score"] > 0)  # over-represented in the cluster (lift > 1)
+    ]
+    column = pd.Index(tokens["token_id"].to_numpy()).get_indexer(top["token_id"])
+    per_cluster = [np.zeros(0, np.int64)] * n_clusters
+    for c, cols in pd.Series(column).groupby(top["cluster"].to_numpy()):
+        per_cluster[int(c)] = cols.to_numpy(np.int64)
+    embeddings, source = load_embeddings(
+        manifest, tokens["token_id"].to_numpy(), cfg.token_field, cfg.embeddings
+    )
+    if embeddings is None:
+        coherence = pd.DataFrame(
+            {
+                "coherence": np.full(n_clusters, np.nan),
+                "coherence_p_raw": np.nan,
+                "coherence_p": np.nan,
+                "coherent": False,
+            }
+        )
+    else:
+        coherence = cluster_coherence(per_cluster, embeddings, COHERENCE_DRAWS, cfg.seed)
+    sizes = np.bincount(labels, minlength=n_clusters)
+    passing = np.flatnonzero(coherence["coherent"].to_numpy())
+    tested = int(coherence["coherence_p"].notna().sum())
+    entry = {
+        "source": source if embeddings is not None else None,
+        "note": None if embeddings is not None else f"coherence not computed: {source}",
+        "tokens": COHERENCE_TOKENS,
+        "draws": COHERENCE_DRAWS,
+        "p_floor": 1 / (COHERENCE_DRAWS + 1),
+        "alpha": COHERENCE_ALPHA,
+        "adjustment": "Benjamini-Hochberg over the tested clusters (scipy.stats.false_discovery_control)",
+        "tested": tested,
+        "coherent": [int(c) for c in passing],
+        "coherent_neurons": int(sizes[passing].sum()),
+        "coherent_neuron_share": float(sizes[passing].sum() / max(len(labels), 1)),
+    }
+    contexts = rd.contexts()
+    _, codes = group_columns(contexts)
+    groups: dict[str, Any] = {}
+    if codes:
+        dominant = dominant_clusters(rd.scores(), contexts, neurons, labels, cfg.edge_score)
+        groups = group_alignment(dominant, codes, GROUP_PERMUTATIONS, cfg.seed)
+    return coherence, {"coherence": entry, "groups": groups}
 
 
 def _edges(rd: RunDir, cfg: MapConfig) -> tuple[pd.DataFrame, int, int]:
@@ -540,16 +789,42 @@ def _compute(
 ) -> tuple[MapResult, sp.csr_array | None]:
     edges, n_contexts, n_scores = _edges(rd, cfg)
     n_layers, d_mlp = _model_shape(manifest, edges)
+    generic = generic_neurons(edges, n_contexts)
+    flagged = generic[generic["generic"]]
+    if cfg.drop_generic and len(flagged):
+        key = pd.MultiIndex.from_frame(edges[["layer", "neuron"]])
+        edges = edges[~key.isin(pd.MultiIndex.from_frame(flagged[["layer", "neuron"]]))]
+        edges = edges.reset_index(drop=True)
+        if edges.empty:
+            raise NeuronmapError(
+                "--drop-generic: every neuron of the trace is generic; nothing is left to map"
+            )
     matrix, neurons, tokens = bipartite_matrix(edges)
     layers = neurons["layer"].to_numpy(np.int64)
 
     units, graphs, infos, labels = _cluster(matrix, layers, cfg, progress, runner)
-    quality, unit_of_cluster = _cluster_quality(units, graphs, infos, labels, cfg)
+    null_seconds = sum(info.pop("_seconds", 0.0) for info in infos)
+    quality, unit_of_cluster, modularity_full = _cluster_quality(units, graphs, infos, labels, cfg)
     merged, magnitude, cluster_tokens, groups = _describe(matrix, tokens, labels, unit_of_cluster, cfg)
     clusters = _cluster_table(
         labels, merged, layers, n_layers, quality, unit_of_cluster, infos, magnitude, cluster_tokens
     )
-    neuron_table = _neuron_table(neurons, d_mlp, labels, merged, graphs, matrix)
+    coherence, meaning = _meaning(rd, manifest, cfg, tokens, cluster_tokens, neurons, labels, len(clusters))
+    clusters = pd.concat([clusters, coherence], axis=1)
+    meaning["generic"] = {
+        "rule": GENERIC_RULE,
+        "dropped": bool(cfg.drop_generic),
+        "neurons": [
+            {
+                "layer": int(r.layer),
+                "neuron": int(r.neuron),
+                "contexts": int(r.contexts),
+                "tokens": int(r.n_tokens),
+            }
+            for r in flagged.itertuples()
+        ],
+    }
+    neuron_table = _neuron_table(neurons, d_mlp, labels, merged, graphs, matrix, generic)
     materialised = all(not isinstance(g, GramOperator) for g in graphs)
     whole = sp.block_diag(graphs, format="csr") if materialised else None
     counts = {
@@ -564,7 +839,15 @@ def _compute(
         "singletons": int((clusters["size"] == 1).sum()),
         "token_groups": int(groups["group"].max()) + 1,
     }
-    summary = _summary(cfg, manifest, counts, clusters, neuron_table, infos)
+    summary = _summary(cfg, manifest, counts, clusters, neuron_table, infos, modularity_full, meaning)
+    test = summary["clusterability"]
+    if test is not None and test["p_floor"] is not None and test["p_floor"] > P_FLOOR_TARGET:
+        # Not in "notes" (which say what was skipped): a property of the test, next to it.
+        test["p_floor_note"] = (
+            f"with {test['samples']} samples per null, p cannot go below 1/{test['samples'] + 1} = "
+            f"{test['p_floor']:.3g}; --null-samples {math.ceil(1 / P_FLOOR_TARGET) - 1} or more can reach "
+            f"p <= {P_FLOOR_TARGET}"
+        )
     if not materialised:
         summary["notes"].append("the exact projection was not materialised: no projection table, no exports")
     result = MapResult(
@@ -576,6 +859,7 @@ def _compute(
         cluster_tokens=cluster_tokens,
         token_groups=groups,
         projection=None if whole is None else _projection_table(whole, neuron_table["global_id"].to_numpy()),
+        null_seconds=null_seconds,
     )
     return result, whole
 
@@ -654,8 +938,11 @@ def map_run(
             if previous.get("params") == record and previous.get("trace") == fingerprint:
                 result = MapResult.load(rd)
                 result.reused = True
+                result.null_seconds = (previous.get("timing") or {}).get("null_seconds")
                 return result
             what = "other parameters" if previous.get("params") != record else "an older trace"
+            if not set(record) <= set(previous.get("params") or record):
+                what = "an older neuronmap, without options (and outputs) this one has"
             raise NeuronmapError(f"{rd.path}: already mapped with {what}; pass --force to replace the map")
         rd.set_stage("map", status="running", params=record, trace=fingerprint, outputs=None, error=None)
         try:
@@ -675,5 +962,12 @@ def map_run(
                 rd.set_stage("map", status="failed", error=str(exc) or type(exc).__name__)
             raise
         finished = datetime.now(timezone.utc).isoformat(timespec="seconds")
-        rd.set_stage("map", status="complete", outputs=outputs, finished_at=finished)
+        rd.set_stage(
+            "map",
+            status="complete",
+            outputs=outputs,
+            finished_at=finished,
+            # wall-clock, so under "timing" (as trace keeps it): the one field comparisons of runs leave out
+            timing={"null_seconds": round(result.null_seconds or 0.0, 2)},
+        )
     return result
