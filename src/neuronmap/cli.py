@@ -14,6 +14,7 @@ import typer
 from rich.console import Console
 
 from neuronmap.errors import NeuronmapError
+from neuronmap.quiet import quiet_libraries
 
 app = typer.Typer(
     name="neuronmap",
@@ -41,6 +42,23 @@ def _int_list(value: str | None, option: str) -> list[int] | None:
         raise NeuronmapError(
             f"{option} takes comma-separated integers, e.g. 0,5,-1 (got {value!r})"
         ) from None
+
+
+# Shared by every command that runs a language model on the user's text.
+_TRUNCATE = Annotated[
+    str | None,
+    typer.Option(
+        "--truncate",
+        help="left: cut an input longer than the model's window to its last tokens (default: refuse it).",
+    ),
+]
+_MAX_MEMORY = Annotated[
+    str | None,
+    typer.Option(
+        "--max-memory",
+        help="Memory a batch may take, e.g. 6GB, 800MB or 50% (default: 70% of the memory available at the start).",
+    ),
+]
 
 
 # ---- models ----------------------------------------------------------------------------------------------
@@ -92,8 +110,11 @@ def trace_cmd(
         str, typer.Option(help="attribution | integrated-gradients | ablation | causal")
     ] = "attribution",
     top_k: Annotated[
-        int | None, typer.Option("--top-k", help="Keep the top K neurons per context by |score|.")
-    ] = 100,
+        int | None,
+        typer.Option(
+            "--top-k", help="Keep the top K neurons per context by |score| (default 100; each token: 32)."
+        ),
+    ] = None,
     threshold: Annotated[float | None, typer.Option(help="Keep neurons with |score| >= this.")] = None,
     layers: Annotated[
         str | None, typer.Option(help="Comma-separated layers (negative counts from the end); default all.")
@@ -146,6 +167,18 @@ def trace_cmd(
     workers: Annotated[int, typer.Option(help="Ray actors, each loading the model once.")] = 2,
     gpus_per_worker: Annotated[float, typer.Option("--gpus-per-worker", help="GPUs per Ray actor.")] = 0.0,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing trace in --out.")] = False,
+    truncate: _TRUNCATE = None,
+    max_memory: _MAX_MEMORY = None,
+    each_token: Annotated[
+        bool,
+        typer.Option(
+            "--each-token",
+            help="Contexts are documents; every token predicts the next (methods: direct, attribution, activation).",
+        ),
+    ] = False,
+    min_prefix: Annotated[
+        int, typer.Option("--min-prefix", help="--each-token: tokens seen before the first prediction.")
+    ] = 8,
     group_by: Annotated[
         str | None,
         typer.Option("--group-by", help="Then group the contexts: pos and/or sense (see `neuronmap group`)."),
@@ -158,7 +191,7 @@ def trace_cmd(
         model=model,
         contexts=contexts,
         method=method,
-        top_k=top_k,
+        top_k=top_k if top_k is not None else (32 if each_token else 100),
         threshold=threshold,
         layers=_int_list(layers, "--layers"),
         positions=positions,
@@ -182,6 +215,10 @@ def trace_cmd(
         address=address,
         workers=workers,
         gpus_per_worker=gpus_per_worker,
+        truncate=truncate,
+        max_memory=max_memory,
+        each_token=each_token,
+        min_prefix=min_prefix,
         group_by=group_by,
     )
     result = trace(config, out, force=force)
@@ -189,11 +226,19 @@ def trace_cmd(
     if result.skipped:
         console.print(f"{out}: trace already complete (use --force to redo it)")
     out_console = _stdout()
+    if each_token:
+        out_console.print(f"[bold]{out}[/]: {s['contexts_total']} events of {s['documents']} documents")
     out_console.print(
         f"[bold]{out}[/]: {s['contexts_kept']} of {s['contexts_total']} contexts kept "
         f"({s['contexts_dropped']} dropped), {s['score_rows']} scores over {s['neurons_with_scores']} neurons, "
         f"{s['seconds']} s"
     )
+    if "truncated" in s:
+        t = s["truncated"]
+        out_console.print(
+            f"--truncate left: {t['contexts']} contexts cut to the model's window "
+            f"({t['tokens_cut']} tokens in all, at most {t['most_cut']} from one)"
+        )
     out_console.print("top neurons (layer:neuron total score, contexts):")
     for n in s["top_neurons"]:
         out_console.print(f"  L{n['layer']}:{n['neuron']}  {n['total_score']:+.4f}  ({n['contexts']})")
@@ -258,6 +303,20 @@ def map_cmd(
         int, typer.Option(help="Skip the exports when the neuron graph has more edges than this.")
     ] = 250_000,
     seed: Annotated[int, typer.Option(help="Seed of the clustering, the nulls and the token groups.")] = 0,
+    drop_generic: Annotated[
+        bool,
+        typer.Option(
+            "--drop-generic",
+            help="Leave out generic neurons (scored in >25% of contexts over >10 tokens; neurons.parquet).",
+        ),
+    ] = False,
+    embeddings: Annotated[
+        str | None,
+        typer.Option(
+            help="Token embeddings (.npy, or .safetensors with lm_head/embed_tokens) for cluster coherence; "
+            "default: the traced model's own weights file."
+        ),
+    ] = None,
     force: Annotated[
         bool, typer.Option("--force", help="Replace an existing map made with other options.")
     ] = False,
@@ -301,17 +360,19 @@ def map_cmd(
         export=export,
         export_max_edges=export_max_edges,
         seed=seed,
+        drop_generic=drop_generic,
+        embeddings=embeddings,
     )
     if result.reused:
         console.print(f"{run}: already mapped with these options (use --force to redo it)")
-    _print_map_summary(result.summary, result.path)
+    _print_map_summary(result.summary, result.path, result.null_seconds)
 
 
 def _fmt(value: float | None, spec: str) -> str:
     return "-" if value is None else format(value, spec)
 
 
-def _print_map_summary(s: dict, path: Path) -> None:
+def _print_map_summary(s: dict, path: Path, null_seconds: float | None = None) -> None:
     from rich.table import Table
 
     out = _stdout()
@@ -321,12 +382,56 @@ def _print_map_summary(s: dict, path: Path) -> None:
         f"[bold]{c['clusters']}[/] clusters ({c['merged_clusters']} after merging, {c['singletons']} singletons); "
         f"{s['method']} on the {s['projection']} projection, {s['scope']}"
     )
-    out.print(f"modularity {_fmt(s['modularity'], '.3f')}, n-cut {_fmt(s['ncut'], '.2f')}")
+    out.print(
+        f"modularity {_fmt(s.get('modularity_full'), '.3f')} on the full projection, "
+        f"{_fmt(s.get('modularity_pruned', s.get('modularity')), '.3f')} on the pruned graph that was clustered; "
+        f"n-cut {_fmt(s['ncut'], '.2f')}"
+    )
+    test = s.get("clusterability")
+    if test:
+        where = "" if test["p"] is not None else " (per layer: see the table)"
+        took = "" if null_seconds is None else f", {null_seconds:.1f} s of null samples"
+        out.print(
+            f"clusterability vs the {test['null']} null: p {_fmt(test['p'], '.3g')}, z {_fmt(test['z'], '.1f')}"
+            f"{where}; {test['samples']} samples per null, p >= {_fmt(test['p_floor'], '.3g')}; "
+            f"{test['cost']['selection_networks'] + test['cost']['test_networks']} null networks{took}"
+        )
+        out.print(f"  k: {test['selection']}")
+        if test.get("p_floor_note"):
+            out.print(f"  note: {test['p_floor_note']}")
+    coherence = s.get("coherence") or {}
+    if coherence.get("source"):
+        passing = coherence["coherent"]
+        out.print(
+            f"coherent clusters (top-{coherence['tokens']} token embeddings vs {coherence['draws']} random sets, "
+            f"BH q <= {coherence['alpha']}): {len(passing)} of {coherence['tested']} tested"
+            + (
+                f" ({', '.join(f'#{c}' for c in passing[:20])}{' ...' if len(passing) > 20 else ''})"
+                if passing
+                else ""
+            )
+            + f", holding {coherence['coherent_neuron_share']:.1%} of the neurons"
+        )
+    elif coherence.get("note"):
+        out.print(coherence["note"])
+    for column, g in (s.get("groups") or {}).items():
+        out.print(
+            f"group {column!r}: AMI(dominant cluster, {column}) {_fmt(g['ami'], '.3f')}, p {_fmt(g['p'], '.3g')} "
+            f"({g['samples']} label shuffles, null mean {_fmt(g['null_mean'], '.3f')}) over {g['contexts']} contexts"
+        )
+    generic = s.get("generic") or {}
+    if generic.get("neurons"):
+        names = ", ".join(f"L{n['layer']}/N{n['neuron']}" for n in generic["neurons"][:8])
+        more = " ..." if len(generic["neurons"]) > 8 else ""
+        out.print(
+            f"generic neurons ({generic['rule']}): {names}{more}"
+            + (" - left out of the map" if generic["dropped"] else "; --drop-generic leaves them out")
+        )
     units = Table(
         "scope",
         "neurons",
         "clusters",
-        "modularity",
+        "modularity (full / pruned)",
         "k",
         "p / z (swaps)",
         "p / z (pairs)",
@@ -345,20 +450,25 @@ def _print_map_summary(s: dict, path: Path) -> None:
             scope,
             str(u["neurons"]),
             str(u["clusters"]),
-            _fmt(u["modularity"], ".3f"),
+            f"{_fmt(u.get('modularity_full'), '.3f')} / {_fmt(u.get('modularity_pruned', u.get('modularity')), '.3f')}",
             _fmt(u["k"], "d"),
             *cells,
             _fmt(ari, ".2f"),
         )
     out.print(units)
-    largest = Table("cluster", "size", "layers (neurons)", "top tokens", title="largest clusters")
+    largest = Table("cluster", "size", "layers (neurons)", "coherent", "top tokens", title="largest clusters")
     for cl in s["largest_clusters"]:
         layers = sorted(cl["layers"].items(), key=lambda kv: -kv[1])
         shown = ", ".join(f"{layer}:{count}" for layer, count in layers[:4]) + (
             " ..." if len(layers) > 4 else ""
         )
+        coherent = "-" if cl.get("coherence") is None else ("yes" if cl["coherent"] else "no")
         largest.add_row(
-            str(cl["cluster"]), str(cl["size"]), shown, " ".join(repr(t) for t in cl["top_tokens"][:8])
+            str(cl["cluster"]),
+            str(cl["size"]),
+            shown,
+            coherent,
+            " ".join(repr(t) for t in cl["top_tokens"][:8]),
         )
     out.print(largest)
     for note in s["notes"]:
@@ -568,10 +678,13 @@ def causal_trace_cmd(
     device: Annotated[str | None, typer.Option(help="cpu | cuda | auto.")] = None,
     dtype: Annotated[str | None, typer.Option(help="float32 | bfloat16 | float16 | float64.")] = None,
     threads: Annotated[int | None, typer.Option(help="torch CPU threads.")] = None,
+    max_memory: _MAX_MEMORY = None,
 ) -> None:
     """Causal tracing: noise the subject, restore one state at a time, and see where the fact comes back."""
     from neuronmap.edit.api import run_causal_trace
+    from neuronmap.models.memory import memory_budget
 
+    memory_budget(max_memory)  # a malformed size is refused before the model loads
     lm = _edit_model(model, device, dtype, threads)
     formats = [] if figure_format.strip() == "none" else _str_list(figure_format, "--format")
     s = run_causal_trace(
@@ -592,6 +705,7 @@ def causal_trace_cmd(
         keep=keep,
         formats=formats,
         document_start=document_start,
+        max_memory=max_memory,
     )
     con = _stdout()
     con.print(
@@ -695,12 +809,17 @@ def edit_cmd(
     from neuronmap.edit.hparams import load_hparams
     from neuronmap.edit.prompts import opening_ids
     from neuronmap.edit.scoring import mean_logprobs
+    from neuronmap.edit.window import check_prompts, check_request
 
     if save_as not in ("delta", "model"):
         raise NeuronmapError(f"--save-as takes delta or model, got {save_as!r}")
     request = Request(prompt, subject, target_new, target_true).validate()
     lm = _edit_model(model, device, dtype, threads)
     hp = load_hparams(hparams, model=lm.spec)
+    check_request(lm, hp, request, "--prompt")
+    check_prompts(
+        lm, hp, check or [], [target_new, target_true or ""], "--check", "the prompt with its target"
+    )
     opening = opening_ids(lm.tokenizer, hp.document_start)
     prior = [Edit.load(path, lm) for path in apply or []]
     for e in prior:
@@ -757,12 +876,15 @@ def edit_eval_cmd(
     device: Annotated[str | None, typer.Option(help="cpu | cuda | auto.")] = None,
     dtype: Annotated[str | None, typer.Option(help="float32 | bfloat16 | float16 | float64.")] = None,
     threads: Annotated[int | None, typer.Option(help="torch CPU threads.")] = None,
+    max_memory: _MAX_MEMORY = None,
 ) -> None:
     """CounterFact-style evaluation of ROME: efficacy, paraphrase, neighbourhood, score, fluency."""
     from rich.table import Table
 
     from neuronmap.edit.api import run_eval
+    from neuronmap.models.memory import memory_budget
 
+    memory_budget(max_memory)  # a malformed size is refused before the model loads
     lm = _edit_model(model, device, dtype, threads)
     s = run_eval(
         out,
@@ -775,6 +897,7 @@ def edit_eval_cmd(
         with_fluency=fluency,
         max_new_tokens=gen_tokens,
         seed=seed,
+        max_memory=max_memory,
     )
     table = Table(
         "layer", "efficacy", "paraphrase", "neighborhood", "score", "fluency", title=f"{s['records']} records"
@@ -1236,6 +1359,7 @@ def outliers_evaluate_cmd(
 
 
 def main() -> None:
+    quiet_libraries()  # before any command imports torch, transformers or Ray
     try:
         app(standalone_mode=False, prog_name="neuronmap")
     except NeuronmapError as exc:

@@ -1,5 +1,5 @@
-"""Faults: kill -9 at random points of trace, map, stats, outliers train, edit and causal-trace; a full disk; two
-writers of one run.
+"""Faults: kill -9 at random points of trace, map, stats, outliers train, edit, causal-trace and study; a full
+disk; two writers of one run.
 
 The commands run in children forked by ``fault_zygote.py`` (neuronmap imported once), on tiny models. A kill
 lands either on a random file event (just before or just after a finished file or folder is renamed into place,
@@ -25,15 +25,17 @@ from pathlib import Path
 
 import pytest
 from bad_inputs import hparams, labelled_rows
-from hardening_helpers import comparable, run_cli, snapshot
+from hardening_helpers import Zygote, comparable, run_cli, snapshot
 
-ZYGOTE = Path(__file__).with_name("fault_zygote.py")
 ROUNDS = 2  # rounds per stage; each round kills twice (one file event, one random time) and then finishes
 KILLS = {"survived": 0, "attempted": 0}
+KILL_STAGES = ["trace", "trace-events", "map", "stats", "outliers", "edit", "causal-trace", "study"]
 
 
 # The commands (after the options naming input files), on tiny models; {d} is the stage's folder.
 TRACE = "--model tiny-gpt2 --out {d}/run --keep all --part-size 3 --batch-size 3 --top-k 12 --threads 1"
+# each token of each corpus line an event; one window per part, so a kill lands between parts
+EVENTS = "--each-token --method direct --min-prefix 4 --model tiny-gpt2 --out {d}/run --part-size 1 --top-k 8 --threads 1"
 MAP = "map {d}/run --null-samples 3 --stability-seeds 1 --export graphml,gexf"
 STATS = "--model tiny-gpt2 --layer 0,1 --tokens 300 --max-length 24 --threads 1"
 TRAIN = "--out {d}/cls --encoder tiny-bert --epochs 4 --batch-size 16 --hidden 16 --seed 3 --threads 1"
@@ -41,33 +43,9 @@ EDIT_EVAL = "--model tiny-gpt2 --out {d}/eval --limit 2 --gen-tokens 8 --threads
 FACT = ["--model", "tiny-gpt2", "--prompt", "{{}} is the capital of", "--subject", "Rome", "--threads", "1"]
 EDIT = [*FACT, "--target-new", "Paris", "--save", "{d}/edit/delta.safetensors"]
 CAUSAL = "--target Italy --out {d}/ct --samples 2 --window 2 --format none"
-
-
-class Zygote:
-    def __init__(self, hash_seed: int, log: Path) -> None:
-        env = {**os.environ, "PYTHONHASHSEED": str(hash_seed), "HF_HUB_OFFLINE": "1"}
-        self.log = log
-        self.proc = subprocess.Popen(
-            [sys.executable, str(ZYGOTE)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env
-        )
-        assert json.loads(self.proc.stdout.readline())["ready"]
-
-    def start(self, args: list[str], env: dict[str, str], **request: object) -> int:
-        message = {"args": [str(a) for a in args], "env": env, "log": str(self.log), **request}
-        self.proc.stdin.write(json.dumps(message) + "\n")
-        self.proc.stdin.flush()
-        return json.loads(self.proc.stdout.readline())["pid"]
-
-    def wait(self) -> dict:
-        return json.loads(self.proc.stdout.readline())
-
-    def run(self, args: list[str], env: dict[str, str], **request: object) -> dict:
-        self.start(args, env, **request)
-        return self.wait()
-
-    def close(self) -> None:
-        self.proc.stdin.close()
-        self.proc.wait(timeout=30)
+# Three facts, two sweep layers, two bisection steps; no figures (ten times the cost of the rest here; their bytes
+# have their own two-process test in tests/study).
+STUDY = "--out {d}/study --limit 3 --keep all --samples 2 --flip-iters 2 --bootstrap 100 --format none --threads 1"
 
 
 @dataclass
@@ -104,14 +82,21 @@ def world(tmp_path_factory: pytest.TempPathFactory):
     ctx, corpus, data, hp = (str(base / n) for n in ("ctx.jsonl", "corpus.txt", "data.csv", "hp.json"))
     stages = {
         "trace": Stage("trace", ["trace", "--contexts", ctx, *TRACE.split()], "run"),
+        "trace-events": Stage("trace-events", ["trace", "--contexts", corpus, *EVENTS.split()], "run"),
         "map": Stage("map", MAP.split(), "run", needs_trace=True),
         "stats": Stage("stats", ["stats", "--corpus", corpus, *STATS.split()], "cache/stats"),
         "outliers": Stage("outliers", ["outliers", "train", "--data", data, *TRAIN.split()], "cls"),
         "edit-eval": Stage("edit-eval", ["edit-eval", "--hparams", hp, *EDIT_EVAL.split()], "eval"),
         "edit": Stage("edit", ["edit", "--hparams", hp, *EDIT], "edit"),
         "causal-trace": Stage("causal-trace", ["causal-trace", *FACT, *CAUSAL.split()], "ct"),
+        "study": Stage(
+            "study",
+            ["study", "editability", "--model", "tiny-gpt2", "--hparams", hp, *STUDY.split()],
+            "study",
+        ),
     }
-    zygotes = [Zygote(1, base / "zygote-a.log"), Zygote(2, base / "zygote-b.log")]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
+    zygotes = [Zygote(base / f"zygote-{n}.log", {**env, "PYTHONHASHSEED": s}) for n, s in ("a1", "b2")]
     yield base, stages, zygotes
     for z in zygotes:
         z.close()
@@ -148,7 +133,7 @@ def _reference(world, stage_name: str, zygote: int = 0) -> tuple[dict, int, floa
     return cache[key]
 
 
-@pytest.mark.parametrize("stage_name", ["trace", "map", "stats", "outliers", "edit", "causal-trace"])
+@pytest.mark.parametrize("stage_name", KILL_STAGES)
 def test_kill_and_rerun_equals_uninterrupted(world, stage_name: str) -> None:
     base, stages, zygotes = world
     stage, zygote = stages[stage_name], zygotes[0]
@@ -179,7 +164,8 @@ def test_kill_and_rerun_equals_uninterrupted(world, stage_name: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "stage_name", ["trace", "map", "stats", "outliers", "edit-eval", "edit", "causal-trace"]
+    "stage_name",
+    ["trace", "trace-events", "map", "stats", "outliers", "edit-eval", "edit", "causal-trace", "study"],
 )
 def test_same_seed_same_bytes(world, stage_name: str) -> None:
     """Two runs in two processes with different hash seeds: byte-identical Parquet and safetensors, and JSON

@@ -55,6 +55,17 @@ def load_builtin(spec: str, *, limit: int | None, seed: int) -> list[Context]:
     raise NeuronmapError(f"unknown built-in context set '{PREFIX}{spec}' (available: {available})")
 
 
+def load_builtin_documents(spec: str, *, limit: int | None, seed: int) -> list[Context]:
+    """The documents of ``builtin:<spec>`` for each-token traces: ``wiki[:N]``, whole lead paragraphs."""
+    name, sep, arg = spec.partition(":")
+    if name == "wiki":
+        n = _count(arg) if sep else WIKI_DEFAULT
+        return wiki_documents(n if limit is None else min(n, limit), seed)
+    raise NeuronmapError(
+        f"'{PREFIX}{spec}' holds no documents for an each-token trace (available: {PREFIX}wiki[:N])"
+    )
+
+
 def _count(arg: str) -> int:
     if not re.fullmatch(r"[0-9]{1,9}", arg) or not 0 < int(arg) <= WIKI_MAX:
         raise NeuronmapError(f"{PREFIX}wiki:N needs N between 1 and {WIKI_MAX}, got '{arg}'")
@@ -215,6 +226,17 @@ def wiki(n: int, seed: int) -> list[Context]:
         text = extract[: words[cut - 1][1]]
         contexts.append(Context(text=text, target=match[1], groups={"title": title, "topic": topic}))
     return contexts
+
+
+def wiki_documents(n: int, seed: int) -> list[Context]:
+    """``n`` distinct lead paragraphs, drawn without replacement; for a seed, the first k are the sample of size k."""
+    articles = _wiki_articles()
+    order = list(range(len(articles)))
+    random.Random(seed).shuffle(order)  # a shuffle, not sample(): its first k are the same for every n >= k
+    return [
+        Context(text=articles[i][2], target=None, groups={"title": articles[i][0], "topic": articles[i][1]})
+        for i in order[:n]
+    ]
 
 
 @cache

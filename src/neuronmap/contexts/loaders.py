@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from neuronmap.contexts.builtin import KEEP_KNOWN, PREFIX, load_builtin
+from neuronmap.contexts.builtin import KEEP_KNOWN, PREFIX, load_builtin, load_builtin_documents
 from neuronmap.contexts.record import Context
 from neuronmap.errors import NeuronmapError
 from neuronmap.textfile import file_error, lines, parse_json, read_utf8
@@ -34,12 +34,15 @@ from neuronmap.textfile import file_error, lines, parse_json, read_utf8
 # Columns the run directory puts next to the group columns in contexts.parquet: a group must not shadow them.
 RESERVED = frozenset(
     {"context_id", "target_ids", "p_target", "known", "kept", "input_ids", "tokens", "target_tokens", "position",
-     "p_corrupted"}
+     "p_corrupted", "doc_id", "char_start", "char_end", "token_ids"}
 )  # fmt: skip
 _FIELDS = frozenset({"text", "target", "subject"})
 _JSON_WS = re.compile(r"[ \t\n\r]*")
 
 Rows = list[tuple[int, Context]]
+Fields = tuple[str, ...]
+CONTEXT: Fields = ("text", "target")  # the fields a context record must have
+DOCUMENT: Fields = ("text",)  # a document for each-token traces: its text and group fields only
 
 
 @dataclass
@@ -55,6 +58,13 @@ class ContextSet:
     source: str
     builtin: bool
     default_keep: str
+    lines: list[int] | None = None  # the file line each context starts on (None for built-in sets)
+
+    def where(self, index: int) -> str:
+        """Where context ``index`` came from, for a message that lets the user find it."""
+        if self.lines is None:
+            return f"{self.source}: context {index + 1}"
+        return f"{self.source}: line {self.lines[index]}"
 
     def __len__(self) -> int:
         return len(self.contexts)
@@ -88,7 +98,45 @@ def load_contexts(src: str | Path, *, limit: int | None = None, seed: int = 0) -
     if not rows:
         raise NeuronmapError(f"no contexts in {path}")
     _check_group_types(rows, path)
-    return ContextSet([context for _, context in rows[:limit]], source, builtin=False, default_keep="all")
+    kept = rows[:limit]
+    return ContextSet(
+        [context for _, context in kept],
+        source,
+        builtin=False,
+        default_keep="all",
+        lines=[n for n, _ in kept],
+    )
+
+
+def load_documents(src: str | Path, *, limit: int | None = None, seed: int = 0) -> ContextSet:
+    """Documents for each-token traces: ``builtin:wiki[:N]`` (whole lead paragraphs), a ``.txt`` file (one
+    document a line) or ``.jsonl``/``.csv``/``.tsv`` rows with ``text`` and group fields (no target: every token
+    is one). Returned as contexts without targets; the whole file is checked even when ``limit`` keeps a few."""
+    if limit is not None and limit <= 0:
+        raise NeuronmapError(f"limit must be a positive number of documents, got {limit}")
+    source = str(src)
+    if isinstance(src, str) and src.startswith(PREFIX):
+        documents = load_builtin_documents(src.removeprefix(PREFIX), limit=limit, seed=seed)
+        return ContextSet(documents[:limit], source, builtin=True, default_keep="all")
+    path = Path(src).expanduser()
+    reader = _DOCUMENT_READERS.get(path.suffix.lower())
+    if reader is None:
+        raise NeuronmapError(
+            f"{path}: unsupported file type '{path.suffix}' for documents (supported: "
+            f"{', '.join(_DOCUMENT_READERS)}, or {PREFIX}wiki[:N])"
+        )
+    rows = reader(read_utf8(path, "a document file"), path)
+    if not rows:
+        raise NeuronmapError(f"no documents in {path}")
+    _check_group_types(rows, path)
+    kept = rows[:limit]
+    return ContextSet(
+        [context for _, context in kept],
+        source,
+        builtin=False,
+        default_keep="all",
+        lines=[n for n, _ in kept],
+    )
 
 
 def _kind(value: Any) -> str:
@@ -160,12 +208,16 @@ def _make_context(
     return Context(text=text, target=target, subject=subject, groups=dict(groups))
 
 
-def _plain_context(record: dict[str, Any], path: Path, line: int) -> Context:
-    for field in ("text", "target"):
+def _plain_context(record: dict[str, Any], path: Path, line: int, required: Fields = CONTEXT) -> Context:
+    for field in required:
         if field not in record:
             raise file_error(path, line, f"missing field '{field}'")
+    if required == DOCUMENT and ("target" in record or "subject" in record):
+        raise file_error(
+            path, line, "a document has no 'target' or 'subject' field: each of its tokens is a target"
+        )
     groups = {key: value for key, value in record.items() if key not in _FIELDS}
-    return _make_context(record["text"], record["target"], record.get("subject"), groups, path, line)
+    return _make_context(record["text"], record.get("target"), record.get("subject"), groups, path, line)
 
 
 def _check_group_types(rows: Rows, path: Path) -> None:
@@ -182,7 +234,7 @@ def _check_group_types(rows: Rows, path: Path) -> None:
                 )
 
 
-def _read_jsonl(text: str, path: Path) -> Rows:
+def _read_jsonl(text: str, path: Path, required: Fields = CONTEXT) -> Rows:
     rows: Rows = []
     for line, raw in lines(text):
         if not raw.strip():
@@ -190,11 +242,11 @@ def _read_jsonl(text: str, path: Path) -> Rows:
         record = parse_json(raw, path, line)
         if not isinstance(record, dict):
             raise file_error(path, line, f"expected a JSON object, got {_kind(record)}")
-        rows.append((line, _plain_context(record, path, line)))
+        rows.append((line, _plain_context(record, path, line, required)))
     return rows
 
 
-def _read_table(text: str, path: Path, delimiter: str) -> Rows:
+def _read_table(text: str, path: Path, delimiter: str, required: Fields = CONTEXT) -> Rows:
     quoting = csv.QUOTE_NONE if delimiter == "\t" else csv.QUOTE_MINIMAL
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, quoting=quoting, strict=True)
     header: list[str] | None = None
@@ -207,36 +259,40 @@ def _read_table(text: str, path: Path, delimiter: str) -> Rows:
             if not any(cells):
                 continue
             if header is None:
-                header = _header(cells, path, line)
+                header = _header(cells, path, line, required)
                 continue
             if len(cells) != len(header):
                 raise file_error(
                     path, line, f"{len(cells)} cells, but the header names {len(header)} columns"
                 )
-            rows.append((line, _plain_context(dict(zip(header, cells, strict=True)), path, line)))
+            record = dict(zip(header, cells, strict=True))
+            rows.append((line, _plain_context(record, path, line, required)))
     except csv.Error as exc:
         raise file_error(path, reader.line_num, f"malformed {path.suffix[1:].upper()} ({exc})") from None
     return rows
 
 
-def _header(cells: list[str], path: Path, line: int) -> list[str]:
+def _header(cells: list[str], path: Path, line: int, required: Fields = CONTEXT) -> list[str]:
     names = [cell.strip() for cell in cells]
     for position, name in enumerate(names, start=1):
         if not name:
             raise file_error(path, line, f"column {position} of the header has no name")
         if names.index(name) != position - 1:
             raise file_error(path, line, f"column {name!r} appears twice in the header")
-    for required in ("text", "target"):
-        if required not in names:
+    for field in required:
+        if field not in names:
             found = ", ".join(map(repr, names))
-            raise file_error(path, line, f"the header has no '{required}' column (columns: {found})")
+            raise file_error(path, line, f"the header has no '{field}' column (columns: {found})")
     return names
 
 
-def _read_txt(text: str, path: Path) -> Rows:
+def _read_txt(text: str, path: Path, required: Fields = CONTEXT) -> Rows:
     rows: Rows = []
     for line, raw in lines(text):
         if not raw.strip():
+            continue
+        if required == DOCUMENT:  # the whole line, tabs and all
+            rows.append((line, _make_context(raw, None, None, {}, path, line)))
             continue
         parts = raw.split("\t")
         if len(parts) > 2:
@@ -356,4 +412,10 @@ _READERS: dict[str, Callable[[str, Path], Rows]] = {
     ".csv": lambda text, path: _read_table(text, path, ","),
     ".tsv": lambda text, path: _read_table(text, path, "\t"),
     ".txt": _read_txt,
+}
+_DOCUMENT_READERS: dict[str, Callable[[str, Path], Rows]] = {
+    ".jsonl": lambda text, path: _read_jsonl(text, path, DOCUMENT),
+    ".csv": lambda text, path: _read_table(text, path, ",", DOCUMENT),
+    ".tsv": lambda text, path: _read_table(text, path, "\t", DOCUMENT),
+    ".txt": lambda text, path: _read_txt(text, path, DOCUMENT),
 }

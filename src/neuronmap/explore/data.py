@@ -30,28 +30,10 @@ from neuronmap.errors import NeuronmapError
 from neuronmap.explore.layout import embed_profiles
 from neuronmap.graph.api import MapResult
 from neuronmap.graph.bipartite import bipartite_matrix
+from neuronmap.graph.meaning import MAX_GROUP_VALUES, TRACE_COLUMNS, group_columns  # noqa: F401 (re-exported)
 from neuronmap.graph.tokens import cluster_token_matrix
-from neuronmap.trace.store import RunDir
+from neuronmap.trace.store import DOCUMENTS, RunDir, read_parquet
 
-TRACE_COLUMNS = frozenset(
-    {
-        "context_id",
-        "text",
-        "target",
-        "target_ids",
-        "subject",
-        "p_target",
-        "known",
-        "kept",
-        "input_ids",
-        "tokens",
-        "target_tokens",
-        "position",
-        "p_corrupted",
-    }
-)
-PARTITIONS = {"cluster": "cluster", "merged": "merged_cluster"}  # partition name -> neurons column
-MAX_GROUP_VALUES = 200
 MIN_SPECIFIC_SIZE = 5  # smaller clusters are trivially specific; the summary ranks the others
 
 
@@ -89,6 +71,21 @@ class RunView:
     codes: dict[str, np.ndarray]  # group column -> value index of each context row (-1: none)
     context_token: np.ndarray  # token column of each context row (-1: not in the graph)
     partitions: dict[str, Partition]
+    documents: pd.Series | None = (
+        None  # each-token runs: document text by doc_id (events keep none of their own)
+    )
+
+    def context_texts(self, rows: np.ndarray) -> tuple[list[str], list[str]]:
+        """(text before the target, target) of context rows; an event's come from its document, the target as the
+        document spells it."""
+        ctx = self.contexts.iloc[rows]
+        if self.documents is None:
+            return ctx["text"].tolist(), ctx["target"].astype(str).tolist()
+        texts = self.documents.loc[ctx["doc_id"]].to_numpy()
+        starts, ends = ctx["char_start"].to_numpy(), ctx["char_end"].to_numpy()
+        return [t[:s] for t, s in zip(texts, starts, strict=True)], [
+            t[s:e] for t, s, e in zip(texts, starts, ends, strict=True)
+        ]
 
     @property
     def summary(self) -> dict[str, Any]:
@@ -122,19 +119,8 @@ class RunView:
 
 
 def _group_columns(contexts: pd.DataFrame) -> tuple[dict[str, list[str]], dict[str, np.ndarray]]:
-    limit = min(MAX_GROUP_VALUES, max(2, len(contexts) // 2))
-    groups, codes = {}, {}
-    for column in contexts.columns:
-        if column in TRACE_COLUMNS:
-            continue
-        values = contexts[column].map(lambda v: None if v is None or v is pd.NA or v != v else str(v))
-        counts = values.value_counts()
-        if not 1 <= len(counts) <= limit:
-            continue
-        order = sorted(counts.index, key=lambda v: (-counts[v], v))
-        groups[column] = order
-        codes[column] = pd.Categorical(values, categories=order).codes.astype(np.int64)
-    return groups, codes
+    # One rule for the map's group statistics (summary.json "groups") and the page's group views.
+    return group_columns(contexts)
 
 
 def _context_tokens(contexts: pd.DataFrame, tokens: pd.DataFrame, token_field: str) -> np.ndarray:
@@ -253,6 +239,9 @@ def load_view(run: str | Path | RunDir) -> RunView:
         codes=codes,
         context_token=_context_tokens(contexts, tokens, params.get("token_field", "target")),
         partitions={"cluster": split, "merged": merged},
+        documents=read_parquet(rd.path / DOCUMENTS, columns=["doc_id", "text"]).set_index("doc_id")["text"]
+        if (rd.path / DOCUMENTS).is_file()
+        else None,
     )
 
 

@@ -77,11 +77,13 @@ class _Contexts:
     def payload(self, view: RunView) -> dict[str, Any]:
         rows = np.fromiter(self.rows, np.int64, len(self.rows))
         ctx = view.contexts.iloc[rows]
-        texts = [t if len(t) <= CONTEXT_CHARS else "…" + t[-CONTEXT_CHARS:] for t in ctx["text"]]
+        before, targets = view.context_texts(rows)
+        texts = [t if len(t) <= CONTEXT_CHARS else "…" + t[-CONTEXT_CHARS:] for t in before]
         return {
             "id": ctx["context_id"].astype(np.int64).tolist(),
             "text": texts,
-            "target": ctx["target"].astype(str).tolist(),
+            "target": targets,
+            "exact": view.documents is not None,  # targets as the text spells them: no space to put in
             "p": _num(ctx["p_target"].fillna(0.0)) if "p_target" in ctx else [],
             "codes": {col: view.codes[col][rows].tolist() for col in view.groups},
         }
@@ -144,7 +146,15 @@ def _partition_payload(view: RunView, part: Partition, contexts: _Contexts) -> d
     group_clusters = _lists(
         members.shape[0], carried.row[pick].astype(np.int64), carried.col[pick].tolist(), _num(share[pick])
     )
+    coherence: list[float | None] = [None] * n
+    coherent: list[bool] = [False] * n
+    clusters = view.map.clusters
+    if part.name == "cluster" and "coherent" in clusters.columns:  # maps made before coherence have neither
+        coherence = [None if v != v else float(f"{v:.4g}") for v in clusters["coherence_p"]]  # NaN: untested
+        coherent = [bool(x) for x in clusters["coherent"]]
     return {
+        "coherenceQ": coherence,  # BH-adjusted coherence p of each cluster (found partition only)
+        "coherent": coherent,
         "size": part.size.tolist(),
         "x": _num(part.xy[:, 0]),
         "y": _num(part.xy[:, 1]),
@@ -244,6 +254,28 @@ def _token_groups_payload(view: RunView) -> list[dict[str, Any]]:
     return out
 
 
+def _coherence_line(summary: dict[str, Any]) -> str | None:
+    """How many clusters pass the coherence test, and their share of the neurons (None: not computed)."""
+    found = summary.get("coherence") or {}
+    if not found.get("source"):
+        return None
+    return (
+        f"{len(found['coherent'])} of {found['tested']} tested clusters coherent "
+        f"(BH q <= {found['alpha']}; {found['coherent_neuron_share']:.0%} of the neurons)"
+    )
+
+
+def _groups_line(summary: dict[str, Any]) -> str | None:
+    """AMI of the dominant cluster with each context group, and its permutation p."""
+    groups = summary.get("groups") or {}
+    parts = [
+        f"{column} {entry['ami']:.2f} (p {entry['p']:.3g})"
+        for column, entry in groups.items()
+        if entry.get("ami") is not None and entry.get("p") is not None
+    ]
+    return "AMI with groups: " + ", ".join(parts) if parts else None
+
+
 def _meta(view: RunView) -> dict[str, Any]:
     s = view.summary
     trace = view.manifest["stages"].get("trace", {})
@@ -264,7 +296,10 @@ def _meta(view: RunView) -> dict[str, Any]:
         "edgeScore": s.get("params", {}).get("edge_score"),
         "tokenField": s.get("params", {}).get("token_field"),
         "counts": s.get("counts", {}),
-        "modularity": s.get("modularity"),
+        "modularityFull": s.get("modularity_full"),
+        "modularityPruned": s.get("modularity_pruned", s.get("modularity")),  # older maps: "modularity"
+        "coherence": _coherence_line(s),
+        "groupsAmi": _groups_line(s),
         "clusterability": clusterability_line(s),
         "stability": float(np.mean(stability)) if stability else None,
         "specific": top_specific(view),

@@ -25,15 +25,42 @@ import torch
 
 from neuronmap import __version__
 from neuronmap.contexts.grouping import group_run, parse_groupings
-from neuronmap.contexts.loaders import ContextSet, load_contexts
+from neuronmap.contexts.loaders import ContextSet, load_contexts, load_documents
 from neuronmap.contexts.record import Context
 from neuronmap.errors import NeuronmapError
 from neuronmap.models.hooks import NeuronHook
 from neuronmap.models.loader import LoadedModel, load_model
+from neuronmap.models.memory import Budget, Footprint, memory_budget
 from neuronmap.progress import progress_bar
 from neuronmap.trace import methods
-from neuronmap.trace.batch import Batch, Encoded, collate, encode, forward_logits
-from neuronmap.trace.store import CONTEXTS, SCORES, RunDir, atomic_write_parquet, concat_parquet, read_parquet
+from neuronmap.trace.batch import (
+    TRUNCATE,
+    Batch,
+    Encoded,
+    char_spans,
+    collate,
+    encode,
+    fit_window,
+    forward_target_logits,
+)
+from neuronmap.trace.events import (
+    EACH_TOKEN_METHODS,
+    Window,
+    document_windows,
+    event_bytes,
+    event_frames,
+    score_windows,
+)
+from neuronmap.trace.plan import Batches, method_bytes, plan_batches
+from neuronmap.trace.store import (
+    CONTEXTS,
+    DOCUMENTS,
+    SCORES,
+    RunDir,
+    atomic_write_parquet,
+    concat_parquet,
+    read_parquet,
+)
 
 PARTS = "parts"
 DROPPED = "contexts_dropped.parquet"
@@ -65,6 +92,12 @@ class TraceConfig:
     seed: int = 0
     batch_size: int = 8
     part_size: int = 256
+    # Each-token traces (trace.events): documents in, one event per token; min_prefix tokens before the first.
+    each_token: bool = False
+    min_prefix: int = 8
+    truncate: str | None = None  # None refuses a context longer than the model's window; "left" keeps its end
+    # Memory a batch may take (bytes, "6GB", "50%"); batches that would take more are split (models.memory).
+    max_memory: str | int | None = field(default=None, metadata={"output": False})
     device: str | None = field(default=None, metadata={"output": False})
     dtype: str | None = None
     threads: int | None = field(default=None, metadata={"output": False})
@@ -79,7 +112,9 @@ class TraceConfig:
         return {f.name: getattr(self, f.name) for f in fields(self) if f.metadata.get("output", True)}
 
     def validate(self) -> None:
-        if self.method not in methods.METHODS:
+        if self.each_token:
+            self._validate_each_token()
+        elif self.method not in methods.METHODS:
             raise NeuronmapError(
                 f"unknown method '{self.method}'; choose one of {', '.join(methods.METHODS)}"
             )
@@ -123,8 +158,27 @@ class TraceConfig:
             raise NeuronmapError("--workers must be at least 1 and --gpus-per-worker at least 0")
         if self.keep not in ("auto", "known", "all"):
             raise NeuronmapError("--keep must be auto, known or all")
+        if self.truncate is not None and self.truncate not in TRUNCATE:
+            raise NeuronmapError(
+                f"--truncate must be {' or '.join(TRUNCATE)} (or left out to refuse long contexts)"
+            )
         if self.group_by is not None:
             parse_groupings(self.group_by)
+        memory_budget(self.max_memory)  # a malformed size is refused before the model loads
+
+    def _validate_each_token(self) -> None:
+        if self.method not in EACH_TOKEN_METHODS:
+            raise NeuronmapError(
+                f"--each-token takes --method {', '.join(EACH_TOKEN_METHODS)} (got '{self.method}')"
+            )
+        if self.min_prefix < 1:
+            raise NeuronmapError(f"--min-prefix must be at least 1 (got {self.min_prefix})")
+        if self.truncate is not None:
+            raise NeuronmapError("--each-token cuts long documents into windows itself; leave out --truncate")
+        if self.per_position:
+            raise NeuronmapError("--each-token scores every position already; leave out --per-position")
+        if self.backend != "local":
+            raise NeuronmapError("--each-token runs on the local backend only (no --backend ray yet)")
 
 
 @dataclass
@@ -181,7 +235,8 @@ def _trace_locked(
             _clear(run)
         if config.threads:
             torch.set_num_threads(config.threads)
-        context_set = load_contexts(config.contexts, limit=config.limit, seed=config.seed)
+        load = load_documents if config.each_token else load_contexts
+        context_set = load(config.contexts, limit=config.limit, seed=config.seed)
         lm = (
             loaded
             if loaded is not None
@@ -195,6 +250,8 @@ def _trace_locked(
             raise NeuronmapError(
                 f"{run.path}: was traced with other weights of '{config.model}'; use --force"
             )
+        if config.each_token:
+            return _run_events(run, config, context_set, lm, progress)
         return _run(run, config, context_set, lm, progress)
 
 
@@ -220,7 +277,7 @@ def _check_same(run: RunDir, previous: dict[str, Any], config: TraceConfig) -> N
 def _clear(run: RunDir) -> None:
     if not run.exists() and not (run.path / PARTS).is_dir():
         return  # not a run (yet): files of the same names there are the user's, not ours to delete
-    for name in (CONTEXTS, SCORES, DROPPED, PARTS, *DOWNSTREAM):
+    for name in (CONTEXTS, SCORES, DOCUMENTS, DROPPED, PARTS, *DOWNSTREAM):
         path = run.path / name
         if path.is_dir():
             shutil.rmtree(path)
@@ -233,15 +290,16 @@ def _clear(run: RunDir) -> None:
 def _run(
     run: RunDir, config: TraceConfig, context_set: ContextSet, lm: LoadedModel, progress: bool
 ) -> TraceResult:
-    if not lm.adapter.is_causal:
-        raise NeuronmapError(
-            f"'{config.model}' is an encoder ({lm.adapter.family.name}); tracing needs a causal language model"
-        )
+    _check_causal(lm, config.model)
     layers = lm.adapter.resolve_layers(config.layers)
     keep = context_set.default_keep if config.keep == "auto" else config.keep
     started = time.time()
-    # Every context is checked (tokenised) before anything is written: a bad one leaves no run behind.
-    contexts, encoded = _encode_all(lm, context_set.contexts, config.method == "causal", config.batch_size)
+    # Every context is checked (tokenised, within the window, within memory) before anything is written or run: a
+    # bad one leaves no run behind.
+    encoded, truncated = _encode_all(lm, context_set, config)
+    budget = memory_budget(config.max_memory, lm.device)
+    plan = _plan(lm, config, layers, encoded, budget, context_set.where)
+    contexts, encoded = _predict_missing(lm, context_set.contexts, encoded, plan)
     run.write_manifest(
         {
             "model": lm.describe(),
@@ -252,20 +310,26 @@ def _run(
                     "model": lm.describe(),
                     "layers": layers,
                     "keep_resolved": keep,
+                    "window": lm.window,
                 }
             },
         }
     )
-    mean_acts = _neuron_means(lm, encoded, layers, config.batch_size) if config.ablate == "mean" else None
+    mean_acts = _neuron_means(lm, encoded, layers, plan) if config.ablate == "mean" else None
 
     parts_dir = run.path / PARTS
     n_parts = (len(encoded) + config.part_size - 1) // config.part_size
+    batches: dict[int, list[range]] = {}
+    for b in plan.slices:  # a batch lies within one part
+        batches.setdefault(b.start // config.part_size, []).append(b)
     todo = []
     for index in range(n_parts):
         ids = list(range(index * config.part_size, min(len(encoded), (index + 1) * config.part_size)))
         if not (parts_dir / f"scores-{index:05d}.parquet").is_file():
-            todo.append(Part(index, ids, [contexts[i] for i in ids], [encoded[i] for i in ids]))
-    job = PartJob(config, layers, keep, mean_acts)
+            todo.append(
+                Part(index, ids, [contexts[i] for i in ids], [encoded[i] for i in ids], batches[index])
+            )
+    job = PartJob(config, layers, keep, mean_acts, plan.chunk)
     with progress_bar(
         f"tracing ({config.method})", total=len(encoded), unit="contexts", enabled=progress
     ) as bar:
@@ -280,8 +344,113 @@ def _run(
             atomic_write_parquet(ctx_frame, parts_dir / f"contexts-{part.index:05d}.parquet")
             atomic_write_parquet(score_frame, parts_dir / f"scores-{part.index:05d}.parquet")
             bar.advance(len(part.ids))
-    summary = _finalize(run, n_parts, time.time() - started)
+    memory = {"budget": budget.bytes, "rule": budget.rule, "batches": len(plan.slices), "chunk": plan.chunk}
+    summary = _finalize(run, n_parts, time.time() - started, truncated, memory)
     return TraceResult(run, summary)
+
+
+def _check_causal(lm: LoadedModel, model: str) -> None:
+    if not lm.adapter.is_causal:
+        raise NeuronmapError(
+            f"'{model}' is an encoder ({lm.adapter.family.name}); tracing needs a causal language model"
+        )
+
+
+def _run_events(
+    run: RunDir, config: TraceConfig, documents: ContextSet, lm: LoadedModel, progress: bool
+) -> TraceResult:
+    """The each-token trace (``trace.events``): documents.parquet, then parts of windows as ``_run`` does."""
+    _check_causal(lm, config.model)
+    layers = lm.adapter.resolve_layers(config.layers)
+    started = time.time()
+    token_ids = [list(lm.tokenizer(d.text, add_special_tokens=True)["input_ids"]) for d in documents]
+    windows = [
+        w for i, ids in enumerate(token_ids) for w in document_windows(i, ids, lm.window, config.min_prefix)
+    ]
+    if not windows:
+        raise NeuronmapError(
+            f"{documents.source}: no document has more than --min-prefix {config.min_prefix} tokens: nothing to predict"
+        )
+    budget = memory_budget(config.max_memory, lm.device)
+    fp = Footprint.of(lm.model, lm.n_layers, lm.d_mlp)
+
+    def cost(rows: int, tokens: int, targets: int, chunk: int) -> int:
+        return event_bytes(fp, config.method, layers, rows, tokens)
+
+    lengths = [(len(w.input_ids), 1) for w in windows]
+    plan = plan_batches(lengths, config, cost, budget, lambda i: documents.where(windows[i].doc_id))
+    table = pd.DataFrame(
+        {"doc_id": np.arange(len(token_ids), dtype=np.int64), "text": [d.text for d in documents],
+         "token_ids": token_ids}
+    )  # fmt: skip
+    for key in sorted({k for d in documents for k in d.groups}):
+        table[key] = [d.groups.get(key) for d in documents]
+    atomic_write_parquet(table, run.path / DOCUMENTS)
+    run.write_manifest(
+        {
+            "model": lm.describe(),
+            "stages": {
+                "trace": {
+                    "status": "running",
+                    "params": config.output_params(),
+                    "model": lm.describe(),
+                    "layers": layers,
+                    "keep_resolved": "all",
+                    "window": lm.window,
+                }
+            },
+        }
+    )
+    first_ids = np.concatenate([[0], np.cumsum([len(w.local()) for w in windows])])
+    groups = {i: dict(d.groups) for i, d in enumerate(documents)}
+    spans = {i: np.asarray(char_spans(lm.tokenizer, d.text, ids), dtype=np.int64) for i, (d, ids) in
+             enumerate(zip(documents, token_ids, strict=True))}  # fmt: skip
+    parts_dir = run.path / PARTS
+    n_parts = (len(windows) + config.part_size - 1) // config.part_size
+    with progress_bar(
+        f"tracing each token ({config.method})", total=int(first_ids[-1]), unit="events", enabled=progress
+    ) as bar:
+        for index in range(n_parts):
+            batches = [b for b in plan.slices if b.start // config.part_size == index]
+            if (parts_dir / f"scores-{index:05d}.parquet").is_file():
+                bar.advance(int(first_ids[batches[-1].stop] - first_ids[batches[0].start]))
+                continue
+            ctx_frames, score_frames = [], []
+            for b in batches:
+                chunk: list[Window] = windows[b.start : b.stop]
+                result = score_windows(lm, chunk, layers, config.method)
+                events, scores = event_frames(lm, chunk, result, layers, int(first_ids[b.start]), config.top_k,
+                                              config.threshold, groups, spans)  # fmt: skip
+                ctx_frames.append(events)
+                score_frames.append(scores)
+                bar.advance(len(events))
+            atomic_write_parquet(
+                pd.concat(ctx_frames, ignore_index=True), parts_dir / f"contexts-{index:05d}.parquet"
+            )
+            atomic_write_parquet(
+                pd.concat(score_frames, ignore_index=True), parts_dir / f"scores-{index:05d}.parquet"
+            )
+    memory = {"budget": budget.bytes, "rule": budget.rule, "batches": len(plan.slices), "chunk": plan.chunk}
+    counts = {"documents": len(token_ids), "windows": len(windows)}
+    summary = _finalize(run, n_parts, time.time() - started, None, memory, counts)
+    return TraceResult(run, summary)
+
+
+def _plan(
+    lm: LoadedModel,
+    config: TraceConfig,
+    layers: list[int],
+    encoded: list[Encoded],
+    budget: Budget,
+    where: Callable[[int], str],
+) -> Batches:
+    fp = Footprint.of(lm.model, lm.n_layers, lm.d_mlp)
+
+    def cost(rows: int, tokens: int, targets: int, chunk: int) -> int:
+        return method_bytes(fp, config, layers, rows, tokens, targets, chunk)
+
+    lengths = [(len(e.input_ids), len(e.target_ids)) for e in encoded]
+    return plan_batches(lengths, config, cost, budget, where)
 
 
 @dataclass
@@ -289,9 +458,10 @@ class Part:
     """A slice of the contexts whose scores are written together; the unit of resumption and of distribution."""
 
     index: int
-    ids: list[int]
+    ids: list[int]  # consecutive
     contexts: list[Context]
     encoded: list[Encoded]
+    batches: list[range]  # of ids, from the memory plan
 
 
 @dataclass
@@ -302,40 +472,60 @@ class PartJob:
     layers: list[int]
     keep: str
     mean_acts: torch.Tensor | None
+    chunk: int  # copies per forward of ablation and causal
 
     def score(self, lm: LoadedModel, part: Part) -> tuple[Part, pd.DataFrame, pd.DataFrame]:
         ctx_rows, frames = [], []
-        size = self.config.batch_size
-        for start in range(0, len(part.ids), size):
-            sl = slice(start, start + size)
+        for batch in part.batches:
+            sl = slice(batch.start - part.ids[0], batch.stop - part.ids[0])
             rows, frame = _score_batch(lm, self.config, self.layers, part.contexts[sl], part.encoded[sl],
-                                       part.ids[sl], self.mean_acts, self.keep)  # fmt: skip
+                                       part.ids[sl], self.mean_acts, self.keep, self.chunk)  # fmt: skip
             ctx_rows.extend(rows)
             frames.append(frame)
         return part, pd.DataFrame(ctx_rows), pd.concat(frames, ignore_index=True)
 
 
 def _encode_all(
-    lm: LoadedModel, contexts: list[Context], needs_subject: bool, batch_size: int
-) -> tuple[list[Context], list[Encoded]]:
-    """Tokenise every context; one without a target gets the model's own top prediction (one token) as target."""
-    contexts, encoded = list(contexts), []
-    for i, c in enumerate(contexts):
-        if needs_subject and not c.subject:
-            raise NeuronmapError(f"context {i} ({c.text!r}) has no subject; the causal method needs one")
+    lm: LoadedModel, context_set: ContextSet, config: TraceConfig
+) -> tuple[list[Encoded], dict[str, int] | None]:
+    """Tokenise every context within the model's window (or refuse it, naming its line); a context without a
+    target gets a placeholder until :func:`_predict_missing`. The second value counts what ``--truncate left``
+    cut (None without it)."""
+    encoded, cuts = [], []
+    for i, c in enumerate(context_set.contexts):
+        if config.method == "causal" and not c.subject:
+            raise NeuronmapError(
+                f"{context_set.where(i)}: the context has no subject; the causal method needs one"
+            )
         try:
             # A placeholder target for now: the text's tokens are what matter until the prediction is known.
-            encoded.append(encode(lm.tokenizer, c.text, c.target or "?", c.subject))
+            enc = encode(lm.tokenizer, c.text, c.target or "?", c.subject)
+            enc, cut = fit_window(
+                enc, lm.window, config.truncate, hint=f" (--truncate left keeps the last {lm.window})"
+            )
         except NeuronmapError as exc:
-            raise NeuronmapError(f"context {i}: {exc}") from None
-    missing = [i for i, c in enumerate(contexts) if c.target is None]
-    for start in range(0, len(missing), batch_size):
-        ids = missing[start : start + batch_size]
-        batch = collate([encoded[i] for i in ids], lm.tokenizer.pad_token_id, lm.device)
+            raise NeuronmapError(f"{context_set.where(i)}: {exc}") from None
+        encoded.append(enc)
+        cuts.append(cut)
+    if config.truncate is None:
+        return encoded, None
+    cut = [n for n in cuts if n]
+    return encoded, {"contexts": len(cut), "tokens_cut": sum(cut), "most_cut": max(cut, default=0)}
+
+
+def _predict_missing(
+    lm: LoadedModel, contexts: list[Context], encoded: list[Encoded], plan: Batches
+) -> tuple[list[Context], list[Encoded]]:
+    """Contexts without a target get the model's own top prediction (one token) as target."""
+    contexts, encoded = list(contexts), list(encoded)
+    for batch in plan.slices:
+        ids = [i for i in batch if contexts[i].target is None]
+        if not ids:
+            continue
+        rows = collate([encoded[i] for i in ids], lm.tokenizer.pad_token_id, lm.device)
         with torch.no_grad():
-            logits = forward_logits(lm.model, batch)
-        best = logits[torch.arange(len(ids)), batch.position].argmax(-1).tolist()
-        for i, token in zip(ids, best, strict=True):
+            logits = forward_target_logits(lm.model, rows)[:, 0]  # the placeholder's first: at the position
+        for i, token in zip(ids, logits.argmax(-1).tolist(), strict=True):
             e = encoded[i]
             # Kept as a token id: decoding and re-encoding a lone token need not give it back.
             encoded[i] = Encoded(e.input_ids[: e.position + 1], (token,), e.position, e.subject_span)
@@ -344,17 +534,15 @@ def _encode_all(
     return contexts, encoded
 
 
-def _neuron_means(
-    lm: LoadedModel, encoded: list[Encoded], layers: list[int], batch_size: int
-) -> torch.Tensor:
+def _neuron_means(lm: LoadedModel, encoded: list[Encoded], layers: list[int], plan: Batches) -> torch.Tensor:
     """Mean activation of each neuron over every token of the context set: the reference for mean ablation."""
     total = torch.zeros((len(layers), lm.d_mlp), dtype=torch.float64, device=lm.device)
     count = 0
-    for start in range(0, len(encoded), batch_size):
-        batch = collate(encoded[start : start + batch_size], lm.tokenizer.pad_token_id, lm.device)
+    for ids in plan.slices:
+        batch = collate(encoded[ids.start : ids.stop], lm.tokenizer.pad_token_id, lm.device)
         mask = batch.attention_mask.bool()
         with torch.no_grad(), NeuronHook(lm.adapter, layers) as hook:
-            forward_logits(lm.model, batch)
+            forward_target_logits(lm.model, batch)
         for slot, layer in enumerate(layers):
             total[slot] += hook.acts[layer][mask].double().sum(0)
         count += int(mask.sum())
@@ -370,9 +558,10 @@ def _score_batch(
     ids: list[int],
     mean_acts: torch.Tensor | None,
     keep: str,
+    chunk: int,
 ) -> tuple[list[dict[str, Any]], pd.DataFrame]:
     batch = collate(encoded, lm.tokenizer.pad_token_id, lm.device)
-    result = _apply_method(lm, config, layers, batch, ids, mean_acts)
+    result = _apply_method(lm, config, layers, batch, ids, mean_acts, chunk)
     p_target = result.logprob.double().exp().cpu().numpy()
     correct = result.correct.cpu().numpy()
     rows, frames = [], []
@@ -395,8 +584,8 @@ def _apply_method(
     batch: Batch,
     ids: list[int],
     mean_acts: torch.Tensor | None,
+    chunk: int,
 ) -> methods.MethodResult:
-    chunk = config.batch_size * 8
     if config.method == "attribution":
         return methods.attribution(lm, batch, layers, config.positions, config.per_position)
     if config.method == "integrated-gradients":
@@ -494,7 +683,14 @@ def _top_scores(
     return pd.DataFrame({k: np.asarray(v).astype(columns[k]) for k, v in data.items()})
 
 
-def _finalize(run: RunDir, n_parts: int, elapsed: float) -> dict[str, Any]:
+def _finalize(
+    run: RunDir,
+    n_parts: int,
+    elapsed: float,
+    truncated: dict[str, int] | None,
+    memory: dict[str, Any],
+    counts: dict[str, int] | None = None,
+) -> dict[str, Any]:
     """Merge the parts into the final tables, streaming, so memory is bounded by one part."""
     parts_dir = run.path / PARTS
     ctx_parts = [parts_dir / f"contexts-{i:05d}.parquet" for i in range(n_parts)]
@@ -522,9 +718,14 @@ def _finalize(run: RunDir, n_parts: int, elapsed: float) -> dict[str, Any]:
     ]
     per_neuron = pd.concat(totals).groupby(level=[0, 1]).sum().reset_index()
     summary = summarize(kept_n, dropped_n, per_neuron, elapsed)
+    if truncated is not None:
+        summary["truncated"] = truncated
+    summary.update(counts or {})
     # Wall-clock values live in one field, ``timing``: everything else in run.json is the same on every run.
     timing = {k: summary.pop(k) for k in TIMING}
     timing["finished_at"] = time.strftime("%Y-%m-%dT%H:%M:%S")
+    # The memory plan depends on the memory free at the start, so it is kept with the times, not the summary.
+    timing["memory"] = memory
     run.set_stage("trace", status="complete", summary=summary, timing=timing)
     shutil.rmtree(parts_dir, ignore_errors=True)
     return {**summary, **{k: timing[k] for k in TIMING}}

@@ -44,6 +44,8 @@
   function nClusters() { return part().size.length; }
   function neuronCluster(i) { return S.part === "merged" ? D.neurons.merged[i] : D.neurons.cluster[i]; }
   function neuronName(i) { return "L" + D.neurons.layer[i] + "/" + D.neurons.neuron[i]; }
+  // Found clusters whose top tokens pass the coherence test (drawn as stars on the map).
+  function isCoherent(c) { const p = part(); return !!(p.coherent && p.coherent[c]); }
   function clusterName(c) { return (S.part === "merged" ? "merged #" : "#") + c; }
   function groupLabel(g) { return g ? g.col + " = " + D.groups[g.col][g.v] : "all contexts"; }
   function plot(id, data, layout) {
@@ -110,7 +112,7 @@
   function contextLine(ref, score) {
     const C = D.contexts;
     return el("div", { className: "ctx" }, el("span", { className: "score" }, fmt(score)),
-      C.text[ref], el("mark", {}, C.target[ref].startsWith(" ") || /\s$/.test(C.text[ref]) ? C.target[ref] : " " + C.target[ref]));
+      C.text[ref], el("mark", {}, C.exact || C.target[ref].startsWith(" ") || /\s$/.test(C.text[ref]) ? C.target[ref] : " " + C.target[ref]));
   }
 
   // ---- views -----------------------------------------------------------------------------------------
@@ -123,9 +125,11 @@
       type: "scatter", mode: "markers", x: ids.map((c) => p.x[c]), y: ids.map((c) => p.y[c]),
       customdata: ids,
       marker: { size: ids.map((c) => 6 + 34 * Math.sqrt(values[c] / max)), color: ids.map(color),
-        opacity: 0.8, line: { width: ids.map((c) => (c === S.cluster ? 3 : 0.5)), color: "#111" } },
+        opacity: 0.8, symbol: ids.map((c) => (isCoherent(c) ? "star" : "circle")),
+        line: { width: ids.map((c) => (c === S.cluster ? 3 : 0.5)), color: "#111" } },
       hoverinfo: "text",
-      hovertext: ids.map((c) => esc(clusterName(c) + " · " + p.size[c] + " neurons · " + what + " " + fmt(values[c])) +
+      hovertext: ids.map((c) => esc(clusterName(c) + " · " + p.size[c] + " neurons · " + what + " " + fmt(values[c]) +
+        (isCoherent(c) ? " · coherent tokens" : "")) +
         "<br>" + esc(clusterTopTokens(c, 8))),
     };
     const axis = { showgrid: false, zeroline: false, showticklabels: false };
@@ -177,7 +181,8 @@
     const box = document.getElementById("nm-cluster"), c = S.cluster, p = part();
     if (c === null || c >= nClusters()) { clear(box, el("p", { className: "empty" }, "Click a cluster on the map, the heatmaps or a search result.")); return; }
     const filters = [S.layer >= 0 ? "layer " + S.layer : null, S.group ? groupLabel(S.group) : null].filter((x) => x);
-    const head = el("h3", { id: "nm-cluster-title" }, clusterName(c) + " · " + p.size[c] + " neurons · token specificity " + fmt(p.bits[c]) + " bits");
+    const head = el("h3", { id: "nm-cluster-title" }, clusterName(c) + " · " + p.size[c] + " neurons · token specificity " + fmt(p.bits[c]) + " bits" +
+      (p.coherenceQ && p.coherenceQ[c] !== null ? " · token coherence q " + fmt(p.coherenceQ[c]) + (p.coherent[c] ? " (coherent)" : " (not coherent)") : ""));
     const kids = [head];
     if (S.part === "merged" && p.members[c].length > 1) kids.push(el("p", { className: "stats" }, "merges clusters " + p.members[c].map((x) => "#" + x).join(", ")));
     if (filters.length) kids.push(el("p", { className: "stats" }, "filtered by " + filters.join(", ")));
@@ -324,7 +329,8 @@
       (M.trace.method || "?") + " on " + M.contexts + " contexts (" + (M.trace.contexts || "?") + ")",
       (counts.clusters || 0) + " clusters (" + (counts.merged_clusters || 0) + " merged) of " + (counts.neurons || 0) +
         " neurons by " + M.map.method + ", " + M.map.scope,
-      "modularity " + fmt(M.modularity), "clusterability " + M.clusterability,
+      "modularity " + fmt(M.modularityFull) + " (full projection) / " + fmt(M.modularityPruned) + " (pruned, clustered)",
+      "clusterability " + M.clusterability, M.coherence, M.groupsAmi,
       M.stability === null ? null : "stability (ARI) " + fmt(M.stability)].filter((x) => x).join(" · ");
     document.getElementById("nm-footer").textContent = "neuronmap " + M.version + " · edges from " + M.edgeScore +
       " scores of the " + M.tokenField + " token" + (M.notes.length ? " · notes: " + M.notes.join("; ") : "");

@@ -1,0 +1,38 @@
+"""An each-token run on the page: an event reads as its document up to its target, the target as spelled there."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from neuronmap.explore.data import load_view
+from neuronmap.explore.page import build_payload
+from neuronmap.graph.api import map_run
+from neuronmap.models.tiny import gpt2_tokenizer
+from neuronmap.trace.runner import trace
+
+
+def test_events_show_their_document_prefix_and_target(tmp_path: Path) -> None:
+    docs = tmp_path / "docs.txt"
+    docs.write_text(
+        "The Falklands are islands in the South Atlantic.\nHydrogen and oxygen make water, said the chemist.\n"
+    )
+    trace(out=tmp_path / "run", model="tiny-gpt2", contexts=str(docs), each_token=True, method="activation",
+          min_prefix=2, top_k=6, progress=False)  # fmt: skip
+    map_run(tmp_path / "run", null_samples=0, stability_seeds=1, progress=False)
+    view = load_view(tmp_path / "run")
+    rows = np.arange(len(view.contexts))
+    before, targets = view.context_texts(rows)
+    tok = gpt2_tokenizer()
+    documents = [line for line in docs.read_text().splitlines()]
+    for row, text, target in zip(view.contexts.itertuples(), before, targets, strict=True):
+        ids = tok(documents[row.doc_id])["input_ids"]
+        assert text + target == tok.decode(
+            ids[: row.position + 2]
+        )  # prefix and target, as the tokens spell them
+        assert target == tok.decode([ids[row.position + 1]]) == row.target
+    payload = build_payload(view)["contexts"]
+    assert payload["exact"] is True
+    shown = dict(zip(payload["id"], payload["target"], strict=True))
+    assert all(shown[i] == targets[int(np.flatnonzero(view.contexts["context_id"] == i)[0])] for i in shown)
