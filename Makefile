@@ -12,6 +12,8 @@ DEMO    := runs/demo
 # fact and 1.6 CPU-s per Wikipedia context in batches of 32 (batches of 8 cost 1.7x more on the CPU).
 DEMO_FACTS ?= 300
 DEMO_WIKI  ?= 300
+# Whole lead paragraphs for the each-token map (about 150 events each; direct scores ~125 events/s here).
+DEMO_EVENTS ?= 40
 DEMO_TRACE := --model smollm2-135m --batch-size 32 --threads $(THREADS)
 DEMO_MAP   := --null-samples 10 --stability-seeds 2
 
@@ -32,13 +34,17 @@ $(STAMP): pyproject.toml constraints.txt
 		echo "note: chromium not installed (needs root); the browser tests will try again"
 	touch $(STAMP)
 
-# The whole pipeline: trace facts and Wikipedia (with part-of-speech groups), map them across layers and the
-# Wikipedia trace also layer by layer (a copy of its trace, since a run holds one map), then pages and figures.
+# The whole pipeline: trace facts and Wikipedia (with part-of-speech groups), and every token of some Wikipedia
+# paragraphs; map them across layers and the Wikipedia trace also layer by layer (a copy of its trace, since a run
+# holds one map), then pages and figures.
 # Every step is skipped when already done, so a second `make demo` only rewrites the pages.
 demo: setup
 	$(NM) trace $(DEMO_TRACE) --contexts builtin:facts --limit $(DEMO_FACTS) --out $(DEMO)/facts
 	$(NM) trace $(DEMO_TRACE) --contexts builtin:wiki --limit $(DEMO_WIKI) --group-by pos --out $(DEMO)/wiki
+	$(NM) trace --model smollm2-135m --batch-size 8 --threads $(THREADS) --contexts builtin:wiki:$(DEMO_EVENTS) \
+		--each-token --method direct --out $(DEMO)/wiki-events
 	$(NM) map $(DEMO)/facts $(DEMO_MAP)
+	$(NM) map $(DEMO)/wiki-events $(DEMO_MAP)
 	$(NM) map $(DEMO)/wiki $(DEMO_MAP)
 	test -f $(DEMO)/wiki-layers/graph/summary.json || { mkdir -p $(DEMO)/wiki-layers && \
 		cp $(DEMO)/wiki/run.json $(DEMO)/wiki/contexts.parquet $(DEMO)/wiki/scores.parquet $(DEMO)/wiki-layers/ && \
@@ -46,6 +52,7 @@ demo: setup
 	$(NM) explore $(DEMO)/facts --figures
 	$(NM) explore $(DEMO)/wiki-layers --figures
 	$(NM) explore $(DEMO)/wiki --figures
+	$(NM) explore $(DEMO)/wiki-events --figures
 
 test: setup
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile tests
