@@ -79,60 +79,53 @@ def load_contexts(src: str | Path, *, limit: int | None = None, seed: int = 0) -
     The whole file is validated even when ``limit`` keeps only a few, so a bad line is never silently skipped.
     ``seed`` only matters for sampled built-in sets (``builtin:wiki``).
     """
-    if limit is not None and limit <= 0:
-        raise NeuronmapError(f"limit must be a positive number of contexts, got {limit}")
-    source = str(src)
+    _check_limit(limit, "contexts")
     if isinstance(src, str) and src.startswith(PREFIX):
         spec = src.removeprefix(PREFIX)
         contexts = load_builtin(spec, limit=limit, seed=seed)
         keep = "known" if spec.partition(":")[0] in KEEP_KNOWN else "all"
-        return ContextSet(contexts[:limit], source, builtin=True, default_keep=keep)
-    path = Path(src).expanduser()
-    reader = _READERS.get(path.suffix.lower())
-    if reader is None:
-        raise NeuronmapError(
-            f"{path}: unsupported file type '{path.suffix}' (supported: {', '.join(_READERS)}, "
-            f"or {PREFIX}facts, {PREFIX}wiki[:N])"
-        )
-    rows = reader(read_utf8(path, "a context file"), path)
-    if not rows:
-        raise NeuronmapError(f"no contexts in {path}")
-    _check_group_types(rows, path)
-    kept = rows[:limit]
-    return ContextSet(
-        [context for _, context in kept],
-        source,
-        builtin=False,
-        default_keep="all",
-        lines=[n for n, _ in kept],
-    )
+        return ContextSet(contexts[:limit], src, builtin=True, default_keep=keep)
+    return _load_file(src, _READERS, "contexts", f"{PREFIX}facts, {PREFIX}wiki[:N]", limit)
 
 
 def load_documents(src: str | Path, *, limit: int | None = None, seed: int = 0) -> ContextSet:
     """Documents for each-token traces: ``builtin:wiki[:N]`` (whole lead paragraphs), a ``.txt`` file (one
     document a line) or ``.jsonl``/``.csv``/``.tsv`` rows with ``text`` and group fields (no target: every token
     is one). Returned as contexts without targets; the whole file is checked even when ``limit`` keeps a few."""
-    if limit is not None and limit <= 0:
-        raise NeuronmapError(f"limit must be a positive number of documents, got {limit}")
-    source = str(src)
+    _check_limit(limit, "documents")
     if isinstance(src, str) and src.startswith(PREFIX):
         documents = load_builtin_documents(src.removeprefix(PREFIX), limit=limit, seed=seed)
-        return ContextSet(documents[:limit], source, builtin=True, default_keep="all")
+        return ContextSet(documents[:limit], src, builtin=True, default_keep="all")
+    return _load_file(src, _DOCUMENT_READERS, "documents", f"{PREFIX}wiki[:N]", limit)
+
+
+def _check_limit(limit: int | None, what: str) -> None:
+    if limit is not None and limit <= 0:
+        raise NeuronmapError(f"limit must be a positive number of {what}, got {limit}")
+
+
+def _load_file(
+    src: str | Path,
+    readers: dict[str, Callable[[str, Path], Rows]],
+    what: str,
+    builtins: str,
+    limit: int | None,
+) -> ContextSet:
     path = Path(src).expanduser()
-    reader = _DOCUMENT_READERS.get(path.suffix.lower())
+    reader = readers.get(path.suffix.lower())
     if reader is None:
+        kind = "" if what == "contexts" else f" for {what}"
         raise NeuronmapError(
-            f"{path}: unsupported file type '{path.suffix}' for documents (supported: "
-            f"{', '.join(_DOCUMENT_READERS)}, or {PREFIX}wiki[:N])"
+            f"{path}: unsupported file type '{path.suffix}'{kind} (supported: {', '.join(readers)}, or {builtins})"
         )
-    rows = reader(read_utf8(path, "a document file"), path)
+    rows = reader(read_utf8(path, f"a {what[:-1]} file"), path)
     if not rows:
-        raise NeuronmapError(f"no documents in {path}")
+        raise NeuronmapError(f"no {what} in {path}")
     _check_group_types(rows, path)
     kept = rows[:limit]
     return ContextSet(
         [context for _, context in kept],
-        source,
+        str(src),
         builtin=False,
         default_keep="all",
         lines=[n for n, _ in kept],

@@ -13,6 +13,7 @@ from transformers import PreTrainedTokenizerBase
 
 from neuronmap.errors import NeuronmapError
 from neuronmap.trace.batch import Encoded, char_spans, encode
+from neuronmap.trace.batch import pad as pad_ids
 
 
 def check_template(prompt: str, subject: str) -> None:
@@ -90,13 +91,7 @@ def pad(
     encoded: Sequence[Encoded], pad_id: int, device: torch.device | str = "cpu"
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Right-padded (input_ids, attention_mask) of encoded prompts."""
-    width = max(len(e.input_ids) for e in encoded)
-    ids = torch.full((len(encoded), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(encoded), width), dtype=torch.long)
-    for row, e in enumerate(encoded):
-        ids[row, : len(e.input_ids)] = torch.tensor(e.input_ids)
-        mask[row, : len(e.input_ids)] = 1
-    return ids.to(device), mask.to(device)
+    return pad_ids([e.input_ids for e in encoded], pad_id, device)
 
 
 def opening_ids(tokenizer: PreTrainedTokenizerBase, document_start_on: bool) -> list[int]:

@@ -147,6 +147,19 @@ def fit_window(
     return Encoded(enc.input_ids[cut:], enc.target_ids, enc.position - cut, span), cut
 
 
+def pad(
+    sequences: Sequence[Sequence[int]], pad_id: int, device: torch.device | str = "cpu"
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-padded (input_ids, attention_mask) of token id sequences."""
+    width = max(len(ids) for ids in sequences)
+    ids = torch.full((len(sequences), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(sequences), width), dtype=torch.long)
+    for row, seq in enumerate(sequences):
+        ids[row, : len(seq)] = torch.tensor(seq)
+        mask[row, : len(seq)] = 1
+    return ids.to(device), mask.to(device)
+
+
 def collate(encoded: Sequence[Encoded], pad_id: int, device: torch.device | str = "cpu") -> Batch:
     n = len(encoded)
     width = max(len(e.input_ids) for e in encoded)

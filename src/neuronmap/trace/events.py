@@ -31,6 +31,7 @@ from neuronmap.errors import NeuronmapError
 from neuronmap.models.hooks import NeuronHook
 from neuronmap.models.loader import LoadedModel
 from neuronmap.models.memory import Footprint
+from neuronmap.trace.batch import pad
 
 EACH_TOKEN_METHODS = ("direct", "attribution", "activation")
 OVERLAP_SHARE = 4  # windows of a long document overlap by 1/4 of the window
@@ -105,16 +106,6 @@ def _wide(x: torch.Tensor) -> torch.Tensor:
     return x.to(torch.promote_types(x.dtype, torch.float32))
 
 
-def _pad(windows: Sequence[Window], pad_id: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    width = max(len(w.input_ids) for w in windows)
-    ids = torch.full((len(windows), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(windows), width), dtype=torch.long)
-    for row, w in enumerate(windows):
-        ids[row, : len(w.input_ids)] = torch.tensor(w.input_ids)
-        mask[row, : len(w.input_ids)] = 1
-    return ids.to(device), mask.to(device)
-
-
 @dataclass
 class EventScores:
     """Per event of a batch of windows: (window row, local position) and its scores (E, L, d)."""
@@ -131,7 +122,7 @@ def score_windows(lm: LoadedModel, windows: Sequence[Window], layers: list[int],
     """Score every event of ``windows`` (one batch) with ``method`` (see the module docstring)."""
     if method not in EACH_TOKEN_METHODS:
         raise NeuronmapError(f"--each-token takes --method {', '.join(EACH_TOKEN_METHODS)}, got {method!r}")
-    ids, mask = _pad(windows, lm.tokenizer.pad_token_id or 0, lm.device)
+    ids, mask = pad([w.input_ids for w in windows], lm.tokenizer.pad_token_id or 0, lm.device)
     rows = torch.tensor([b for b, w in enumerate(windows) for _ in w.local()], device=lm.device)
     positions = torch.tensor([p for w in windows for p in w.local()], device=lm.device)
     targets = ids[rows, positions + 1]

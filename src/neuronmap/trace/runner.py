@@ -300,21 +300,7 @@ def _run(
     budget = memory_budget(config.max_memory, lm.device)
     plan = _plan(lm, config, layers, encoded, budget, context_set.where)
     contexts, encoded = _predict_missing(lm, context_set.contexts, encoded, plan)
-    run.write_manifest(
-        {
-            "model": lm.describe(),
-            "stages": {
-                "trace": {
-                    "status": "running",
-                    "params": config.output_params(),
-                    "model": lm.describe(),
-                    "layers": layers,
-                    "keep_resolved": keep,
-                    "window": lm.window,
-                }
-            },
-        }
-    )
+    _start(run, config, lm, layers, keep)
     mean_acts = _neuron_means(lm, encoded, layers, plan) if config.ablate == "mean" else None
 
     parts_dir = run.path / PARTS
@@ -347,6 +333,13 @@ def _run(
     memory = {"budget": budget.bytes, "rule": budget.rule, "batches": len(plan.slices), "chunk": plan.chunk}
     summary = _finalize(run, n_parts, time.time() - started, truncated, memory)
     return TraceResult(run, summary)
+
+
+def _start(run: RunDir, config: TraceConfig, lm: LoadedModel, layers: list[int], keep: str) -> None:
+    """The manifest of a trace that has begun: what a rerun must match to resume it."""
+    stage = {"status": "running", "params": config.output_params(), "model": lm.describe(), "layers": layers,
+             "keep_resolved": keep, "window": lm.window}  # fmt: skip
+    run.write_manifest({"model": lm.describe(), "stages": {"trace": stage}})
 
 
 def _check_causal(lm: LoadedModel, model: str) -> None:
@@ -386,21 +379,7 @@ def _run_events(
     for key in sorted({k for d in documents for k in d.groups}):
         table[key] = [d.groups.get(key) for d in documents]
     atomic_write_parquet(table, run.path / DOCUMENTS)
-    run.write_manifest(
-        {
-            "model": lm.describe(),
-            "stages": {
-                "trace": {
-                    "status": "running",
-                    "params": config.output_params(),
-                    "model": lm.describe(),
-                    "layers": layers,
-                    "keep_resolved": "all",
-                    "window": lm.window,
-                }
-            },
-        }
-    )
+    _start(run, config, lm, layers, "all")
     first_ids = np.concatenate([[0], np.cumsum([len(w.local()) for w in windows])])
     groups = {i: dict(d.groups) for i, d in enumerate(documents)}
     spans = {i: np.asarray(char_spans(lm.tokenizer, d.text, ids), dtype=np.int64) for i, (d, ids) in
