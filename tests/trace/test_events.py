@@ -193,6 +193,8 @@ def test_each_token_refusals(tmp_path: Path) -> None:
     docs = _documents(tmp_path)
     with pytest.raises(NeuronmapError, match="--each-token takes --method direct, attribution, activation"):
         trace(out=tmp_path / "r", model="tiny-gpt2", contexts=str(docs), each_token=True, method="ablation")
+    with pytest.raises(NeuronmapError, match="--each-token keeps every event"):
+        trace(out=tmp_path / "r", model="tiny-gpt2", contexts=str(docs), each_token=True, keep="known")
     with pytest.raises(NeuronmapError, match="a document has no 'target' or 'subject' field"):
         bad = tmp_path / "bad.jsonl"
         bad.write_text(json.dumps({"text": "a b c", "target": "d"}) + "\n")

@@ -179,6 +179,11 @@ class TraceConfig:
             raise NeuronmapError("--each-token scores every position already; leave out --per-position")
         if self.backend != "local":
             raise NeuronmapError("--each-token runs on the local backend only (no --backend ray yet)")
+        if self.keep == "known":
+            raise NeuronmapError(
+                "--each-token keeps every event (the 'known' column says which the model predicts top-1); "
+                "leave out --keep known"
+            )
 
 
 @dataclass
