@@ -402,9 +402,11 @@ def _print_map_summary(s: dict, path: Path, null_seconds: float | None = None) -
     coherence = s.get("coherence") or {}
     if coherence.get("source"):
         passing = coherence["coherent"]
+        bins = coherence.get("frequency_bins") or 1
+        matched = f" matched in {bins} frequency bins" if bins > 1 else ""
         out.print(
-            f"coherent clusters (top-{coherence['tokens']} token embeddings vs {coherence['draws']} random sets, "
-            f"BH q <= {coherence['alpha']}): {len(passing)} of {coherence['tested']} tested"
+            f"coherent clusters (top-{coherence['tokens']} token embeddings vs {coherence['draws']} random sets"
+            f"{matched}, BH q <= {coherence['alpha']}): {len(passing)} of {coherence['tested']} tested"
             + (
                 f" ({', '.join(f'#{c}' for c in passing[:20])}{' ...' if len(passing) > 20 else ''})"
                 if passing

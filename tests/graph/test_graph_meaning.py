@@ -19,9 +19,15 @@ from neuronmap.graph.clusterability import null_statistics
 from neuronmap.graph.communities import SpectralSweep, to_networkx
 from neuronmap.graph.meaning import (
     COHERENCE_MIN_TOKENS,
+    FREQUENCY_BINS,
+    MIN_BIN_TOKENS,
     cluster_coherence,
+    frequency_bins,
     generic_neurons,
+    matched_draws,
     mean_pairwise_cosine,
+    n_frequency_bins,
+    token_frequency,
 )
 from neuronmap.graph.projection import gram_factor, gram_graph, project_matrix
 from neuronmap.trace.store import RunDir, atomic_write_parquet
@@ -179,6 +185,51 @@ def test_cluster_coherence_p_is_a_permutation_p_adjusted_by_bh():
     tested = frame["coherence_p_raw"].notna().to_numpy()
     np.testing.assert_allclose(frame["coherence_p"][tested], _bh(frame["coherence_p_raw"][tested].to_numpy()))
     assert frame["coherent"].tolist() == [True, False, False, False]
+
+
+def test_frequency_matched_null_keeps_each_token_in_its_decile():
+    frequency = np.array([50, 1, 1, 7, 3, 3, 9, 0, 2, 40] * 10)  # 100 tokens
+    pool = np.arange(100)
+    bins = frequency_bins(frequency, pool, 10)
+    # ranks by a loop: most frequent first, ties by index; ten tokens a bin
+    ranked = sorted(pool, key=lambda t: (-frequency[t], t))
+    assert [bins[t] for t in ranked] == [r // 10 for r in range(100)] and FREQUENCY_BINS == 10
+    # by default no bin holds fewer than MIN_BIN_TOKENS tokens: 100 tokens make 2 bins, 40 one, 5,000 ten
+    assert MIN_BIN_TOKENS == 50 and [n_frequency_bins(n) for n in (100, 40, 5000)] == [2, 1, 10]
+    assert frequency_bins(frequency, pool).max() == 1
+    cols = np.array([0, 9, 30, 13])
+    draws = matched_draws(cols, bins, 500, np.random.default_rng(0))
+    assert (bins[draws] == bins[cols]).all()  # each slot keeps its token's bin
+    assert all(len(set(row)) == len(cols) for row in draws.tolist())  # distinct tokens, as a cluster's are
+    assert len({tuple(row) for row in draws.tolist()}) > 400  # and random
+
+
+def test_matched_coherence_p_by_brute_force():
+    rng = np.random.default_rng(2)
+    embeddings = rng.normal(size=(200, 8))
+    frequency = rng.integers(0, 30, size=200)
+    embeddings[:4] = rng.normal(size=8) + 0.1 * rng.normal(size=(4, 8))  # four near-identical tokens
+    sets = [np.arange(4), np.arange(40, 46)]
+    frame = cluster_coherence(sets, embeddings, n_draws=99, seed=5, frequency=frequency)
+    bins = frequency_bins(frequency, np.arange(200))  # 200 tokens: four bins of 50
+    assert bins.max() == 3
+    for c, cols in enumerate(sets):
+        draws = matched_draws(cols, bins, 99, np.random.default_rng(np.random.SeedSequence([5, 4, c])))
+        null = [np.mean([embeddings[a] @ embeddings[b] / np.linalg.norm(embeddings[a]) / np.linalg.norm(embeddings[b])
+                         for a, b in itertools.combinations(row, 2)]) for row in draws]  # fmt: skip
+        r = sum(value >= frame["coherence"][c] - 1e-12 for value in null)
+        assert frame["coherence_p_raw"][c] == pytest.approx((r + 1) / 100)
+    assert frame["coherent"].tolist() == [True, False]
+    # fewer tokens than two bins need: the uniform null, the very draws made without frequencies
+    small = cluster_coherence(sets, embeddings[:80], n_draws=99, seed=5, frequency=frequency[:80])
+    pd.testing.assert_frame_equal(small, cluster_coherence(sets, embeddings[:80], n_draws=99, seed=5))
+
+
+def test_token_frequency_counts_the_graph_token_of_each_context():
+    contexts = pd.DataFrame({"target_ids": [[5, 1], [7], [5], []], "input_ids": [[1, 2], [2, 3], [3, 5], [4]],
+                             "position": [1, 0, 1, 0]})  # fmt: skip
+    assert token_frequency(contexts, np.array([3, 5, 7]), "target").tolist() == [0, 2, 1]
+    assert token_frequency(contexts, np.array([2, 4, 5]), "input").tolist() == [2, 1, 1]
 
 
 def _group_embeddings(contexts: pd.DataFrame, dim: int = 32, seed: int = 0) -> np.ndarray:

@@ -48,14 +48,18 @@ from neuronmap.graph.meaning import (
     COHERENCE_ALPHA,
     COHERENCE_DRAWS,
     COHERENCE_TOKENS,
+    FREQUENCY_BINS,
     GENERIC_RULE,
     GROUP_PERMUTATIONS,
+    MIN_BIN_TOKENS,
     cluster_coherence,
     dominant_clusters,
     generic_neurons,
     group_alignment,
     group_columns,
     load_embeddings,
+    n_frequency_bins,
+    token_frequency,
 )
 from neuronmap.graph.projection import (
     PROJECTIONS,
@@ -724,6 +728,7 @@ def _meaning(
     per_cluster = [np.zeros(0, np.int64)] * n_clusters
     for c, cols in pd.Series(column).groupby(top["cluster"].to_numpy()):
         per_cluster[int(c)] = cols.to_numpy(np.int64)
+    contexts = rd.contexts()
     embeddings, source = load_embeddings(
         manifest, tokens["token_id"].to_numpy(), cfg.token_field, cfg.embeddings
     )
@@ -737,7 +742,8 @@ def _meaning(
             }
         )
     else:
-        coherence = cluster_coherence(per_cluster, embeddings, COHERENCE_DRAWS, cfg.seed)
+        frequency = token_frequency(contexts, tokens["token_id"].to_numpy(), cfg.token_field)
+        coherence = cluster_coherence(per_cluster, embeddings, COHERENCE_DRAWS, cfg.seed, frequency)
     sizes = np.bincount(labels, minlength=n_clusters)
     passing = np.flatnonzero(coherence["coherent"].to_numpy())
     tested = int(coherence["coherence_p"].notna().sum())
@@ -748,13 +754,16 @@ def _meaning(
         "draws": COHERENCE_DRAWS,
         "p_floor": 1 / (COHERENCE_DRAWS + 1),
         "alpha": COHERENCE_ALPHA,
+        "null": "frequency-matched: each top token replaced by a random run token of its frequency bin "
+        f"(up to {FREQUENCY_BINS} equal-count bins of the run's tokens by the contexts that carry them, "
+        f"at least {MIN_BIN_TOKENS} tokens a bin)",
+        "frequency_bins": n_frequency_bins(len(tokens)) if embeddings is not None else None,
         "adjustment": "Benjamini-Hochberg over the tested clusters (scipy.stats.false_discovery_control)",
         "tested": tested,
         "coherent": [int(c) for c in passing],
         "coherent_neurons": int(sizes[passing].sum()),
         "coherent_neuron_share": float(sizes[passing].sum() / max(len(labels), 1)),
     }
-    contexts = rd.contexts()
     _, codes = group_columns(contexts)
     groups: dict[str, Any] = {}
     if codes:

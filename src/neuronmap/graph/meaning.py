@@ -54,6 +54,14 @@ COHERENCE_TOKENS = 10
 COHERENCE_MIN_TOKENS = 3
 COHERENCE_DRAWS = 999
 COHERENCE_ALPHA = 0.05
+# The coherence null matches frequency: each top token is replaced by a random token of the same decile of the
+# run's tokens ranked by how many contexts carry them. Frequent tokens (function words, digits, punctuation)
+# have embeddings unlike rare ones, so uniform draws would compare a cluster's frequent tokens with mostly rare
+# ones and pass or fail it for its frequency, not its meaning.
+FREQUENCY_BINS = 10
+# ... and no fewer than this many tokens a bin, so a null set has room to differ from the cluster's own tokens
+# (a run with few tokens gets fewer bins; under 2 x this, one bin: draws from all of the run's tokens).
+MIN_BIN_TOKENS = 50
 GROUP_PERMUTATIONS = 199
 
 # Columns the trace writes into contexts.parquet; every other column with few enough values is a group.
@@ -278,13 +286,60 @@ def mean_pairwise_cosine(vectors: np.ndarray) -> np.ndarray:
     return ((summed * summed).sum(axis=-1) - self_terms) / (m * (m - 1))
 
 
+def token_frequency(contexts: pd.DataFrame, token_ids: np.ndarray, token_field: str) -> np.ndarray:
+    """How many contexts carry each of ``token_ids`` (sorted) as their graph token: the first target token, or
+    with ``token_field`` input the token at the scored position."""
+    if token_field == "input":
+        carried = [int(ids[p]) for ids, p in zip(contexts["input_ids"], contexts["position"], strict=True)]
+    else:
+        carried = [int(t[0]) for t in contexts["target_ids"] if len(t)]
+    counts = pd.Series(carried, dtype=np.int64).value_counts()
+    return counts.reindex(token_ids, fill_value=0).to_numpy(np.int64)
+
+
+def n_frequency_bins(pool_size: int) -> int:
+    return max(1, min(FREQUENCY_BINS, pool_size // MIN_BIN_TOKENS))
+
+
+def frequency_bins(frequency: np.ndarray, pool: np.ndarray, n_bins: int | None = None) -> np.ndarray:
+    """Each token's frequency bin (-1 outside ``pool``): ``n_bins`` (default :func:`n_frequency_bins`)
+    equal-count bins of the pool ranked by frequency, most frequent first, ties by index."""
+    n_bins = n_frequency_bins(len(pool)) if n_bins is None else n_bins
+    bins = np.full(len(frequency), -1, dtype=np.int64)
+    ranked = pool[np.lexsort((pool, -frequency[pool]))]
+    bins[ranked] = np.arange(len(ranked)) * n_bins // max(len(ranked), 1)
+    return bins
+
+
+def matched_draws(cols: np.ndarray, bins: np.ndarray, n_draws: int, rng: np.random.Generator) -> np.ndarray:
+    """(n_draws, len(cols)) random token sets: each of ``cols`` replaced by a token of its bin, the tokens of a
+    set distinct (a row that repeats one is drawn again)."""
+    out = np.empty((n_draws, len(cols)), dtype=np.int64)
+    for b in np.unique(bins[cols]):
+        slots = np.flatnonzero(bins[cols] == b)
+        candidates = np.flatnonzero(bins == b)
+        picks = rng.integers(0, len(candidates), size=(n_draws, len(slots)))
+        while len(slots) > 1:
+            repeats = (np.diff(np.sort(picks, axis=1), axis=1) == 0).any(axis=1)
+            if not repeats.any():
+                break
+            picks[repeats] = rng.integers(0, len(candidates), size=(int(repeats.sum()), len(slots)))
+        out[:, slots] = candidates[picks]
+    return out
+
+
 def cluster_coherence(
-    top_tokens: list[np.ndarray], embeddings: np.ndarray, n_draws: int, seed: int
+    top_tokens: list[np.ndarray],
+    embeddings: np.ndarray,
+    n_draws: int,
+    seed: int,
+    frequency: np.ndarray | None = None,
 ) -> pd.DataFrame:
     """Coherence of each cluster's top tokens (column indices into ``embeddings``, the rows of the run's
-    tokens), its permutation p against random token sets of the same size from the run's tokens, the
-    Benjamini-Hochberg adjusted p and whether it passes. One null distribution per set size (seeded by it),
-    shared by the clusters of that size."""
+    tokens), its permutation p against random token sets, the Benjamini-Hochberg adjusted p and whether it
+    passes. With ``frequency`` (contexts per token) and tokens enough for two bins, each cluster has its own null
+    of frequency-matched sets (:func:`matched_draws`, seeded by the cluster's index); otherwise sets drawn
+    uniformly from the run's tokens, one null per set size (seeded by it), shared by the clusters of that size."""
     from scipy.stats import false_discovery_control
 
     n = len(top_tokens)
@@ -293,6 +348,8 @@ def cluster_coherence(
     usable = np.isfinite(embeddings).all(axis=1) & (np.linalg.norm(embeddings, axis=1) > 0)
     nulls: dict[int, np.ndarray] = {}
     pool = np.flatnonzero(usable)
+    # one bin is no matching: the uniform null (the same draws as without ``frequency``)
+    bins = None if frequency is None or n_frequency_bins(len(pool)) == 1 else frequency_bins(frequency, pool)
     for c, cols in enumerate(top_tokens):
         cols = np.asarray(cols, np.int64)
         cols = cols[usable[cols]]
@@ -301,6 +358,13 @@ def cluster_coherence(
             continue
         coherence[c] = float(mean_pairwise_cosine(embeddings[cols]))
         if not n_draws:
+            continue
+        if bins is not None:
+            draws = matched_draws(
+                cols, bins, n_draws, np.random.default_rng(np.random.SeedSequence([seed, 4, c]))
+            )
+            null = mean_pairwise_cosine(embeddings[draws])
+            p_raw[c] = (int((null >= coherence[c]).sum()) + 1) / (n_draws + 1)
             continue
         if m not in nulls:
             rng = np.random.default_rng(np.random.SeedSequence([seed, 3, m]))
