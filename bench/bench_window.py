@@ -21,7 +21,6 @@ MEASURE = """
 import json, re, sys
 import psutil
 from neuronmap.models.loader import load_model
-from neuronmap.models.memory import Footprint
 from neuronmap.trace.plan import method_bytes
 from neuronmap.trace.runner import TraceConfig, trace
 model, contexts, out, layer = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
@@ -33,7 +32,7 @@ config = TraceConfig(model=model, contexts=contexts, layers=[layer], truncate="l
 res = trace(config, out, loaded=lm, progress=False)
 peak = int(re.search(r"VmHWM:\\s+(\\d+) kB", open("/proc/self/status").read()).group(1)) * 1024
 ctx = res.contexts.iloc[0]
-fp = Footprint.of(lm.model, lm.n_layers, lm.d_mlp)
+fp = lm.footprint
 layers = lm.adapter.resolve_layers([layer])
 estimate = method_bytes(fp, config, layers, 1, len(ctx.input_ids), len(ctx.target_ids), config.batch_size * 8)
 print(json.dumps({"tokens": len(ctx.input_ids), "window": lm.window, "layers": layers, "peak": peak - before,

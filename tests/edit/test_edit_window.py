@@ -128,13 +128,13 @@ def test_causal_trace_passes_shrink_to_fit_and_give_the_same_table(fresh) -> Non
         positions_per_pass,
         trace_fact,
     )
-    from neuronmap.models.memory import Budget, Footprint
+    from neuronmap.models.memory import Budget
 
     lm = fresh("tiny-gpt2")
     fact = Fact(0, "The city of {} lies in the country of", "Rome", "Italy")
     settings = TraceSettings(samples=4, max_rows=48, noise_std=0.5, kinds=("hidden", "mlp"))
     enc, _ = encode_trace_fact(lm, fact)
-    fp = Footprint.of(lm.model, lm.n_layers, lm.d_mlp)
+    fp = lm.footprint
     assert positions_per_pass(lm, settings, enc, None) == 12
     fits_three = Budget(fact_bytes(fp, settings, len(enc.input_ids), 1, 3 * 4), "test")
     assert positions_per_pass(lm, settings, enc, fits_three) == 3  # 12 -> 6 -> 3
@@ -155,13 +155,13 @@ def test_causal_trace_refuses_a_fact_that_cannot_fit(run, tmp_path: Path) -> Non
 def test_edit_eval_scoring_batches_shrink_to_fit(fresh, small_hparams) -> None:
     from neuronmap.edit.dsets import parse_record
     from neuronmap.edit.experiments.evaluate import check_record, plan_memory
-    from neuronmap.models.memory import Budget, Footprint
+    from neuronmap.models.memory import Budget
 
     lm = fresh("tiny-gpt2")
     record = parse_record(_record(paraphrase_prompts=[" ".join(["Rome"] * 200) + " is the capital of"]), "r")
     size = check_record(lm, small_hparams, record, 20, "r")
     assert size.scored > 200 and size.generation == len(gpt2_tokenizer()("Rome is")["input_ids"]) + 20
-    fp = Footprint.of(lm.model, lm.n_layers, lm.d_mlp)
+    fp = lm.footprint
     for fits in (32, 12, 6):  # budgets where scoring, not the edit or the generation, is the largest pass
         need = fp.pass_bytes(fits, size.scored, 0, size.targets)
         rows = plan_memory(lm, small_hparams, [("r", size)], [1], 32, Budget(need, "test"))

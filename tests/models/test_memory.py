@@ -11,7 +11,7 @@ import pytest
 from bench.bench_window import measure_window_edge
 from neuronmap.errors import NeuronmapError
 from neuronmap.models import memory
-from neuronmap.models.memory import Budget, Footprint, memory_budget
+from neuronmap.models.memory import Budget, memory_budget
 from neuronmap.trace.plan import method_bytes, plan_batches
 from neuronmap.trace.runner import TraceConfig, trace
 from neuronmap.trace.store import RunDir
@@ -35,7 +35,7 @@ def test_budget_sizes_and_shares(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_the_estimate_grows_with_rows_tokens_and_gradient_layers(tiny_models) -> None:
     lm = tiny_models("tiny-llama", "float32")
-    fp = Footprint.of(lm.model, lm.n_layers, lm.d_mlp)
+    fp = lm.footprint
     assert fp.weights == sum(p.numel() * 4 for p in lm.model.parameters())
     base = fp.pass_bytes(1, 100)
     assert fp.pass_bytes(2, 100) > base and fp.pass_bytes(1, 200) > base
@@ -93,7 +93,7 @@ def test_a_split_trace_gives_the_scores_of_an_unsplit_one(tmp_path: Path, tiny_m
     config = TraceConfig(method=method, batch_size=6)
     tokens = max(len(ids) for ids in whole.contexts["input_ids"])
     # room for two contexts (attribution) or for a quarter of ablation's copies per forward
-    fits = method_bytes(Footprint.of(lm.model, lm.n_layers, lm.d_mlp), config, [0, 1], 2, tokens, 1, 12)
+    fits = method_bytes(lm.footprint, config, [0, 1], 2, tokens, 1, 12)
     split = trace(out=tmp_path / "split", max_memory=fits, **kw)
     plan = RunDir(tmp_path / "split").stage("trace")["timing"]["memory"]
     unsplit = RunDir(tmp_path / "whole").stage("trace")["timing"]["memory"]

@@ -16,6 +16,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from neuronmap.errors import NeuronmapError
 from neuronmap.models.adapters import Adapter
+from neuronmap.models.memory import Footprint
 from neuronmap.models.registry import EMBEDDED, MARKER, prepare, sha256_file
 from neuronmap.models.tiny import TINY, build_tiny
 
@@ -52,6 +53,11 @@ class LoadedModel:
     @property
     def d_mlp(self) -> int:
         return self.adapter.d_mlp
+
+    @property
+    def footprint(self) -> Footprint:
+        """The sizes memory estimates need (``models.memory``)."""
+        return Footprint.of(self.model, self.n_layers, self.d_mlp)
 
     @property
     def window(self) -> int | None:

@@ -29,6 +29,17 @@ class Batches:
     slices: list[range]
     chunk: int
 
+    def by_part(self, part_size: int) -> dict[int, list[range]]:
+        """The batches of each part (a batch lies within one part)."""
+        parts: dict[int, list[range]] = {}
+        for batch in self.slices:
+            parts.setdefault(batch.start // part_size, []).append(batch)
+        return parts
+
+    def record(self, budget: Budget) -> dict[str, object]:
+        """The plan as run.json keeps it: under the trace's ``timing``, since it depends on the memory free."""
+        return {"budget": budget.bytes, "rule": budget.rule, "batches": len(self.slices), "chunk": self.chunk}
+
 
 def method_bytes(
     fp: Footprint, config: TraceConfig, layers: list[int], rows: int, tokens: int, targets: int, chunk: int

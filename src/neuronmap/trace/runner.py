@@ -30,7 +30,7 @@ from neuronmap.contexts.record import Context
 from neuronmap.errors import NeuronmapError
 from neuronmap.models.hooks import NeuronHook
 from neuronmap.models.loader import LoadedModel, load_model
-from neuronmap.models.memory import Budget, Footprint, memory_budget
+from neuronmap.models.memory import Budget, memory_budget
 from neuronmap.progress import progress_bar
 from neuronmap.trace import methods
 from neuronmap.trace.batch import (
@@ -310,9 +310,7 @@ def _run(
 
     parts_dir = run.path / PARTS
     n_parts = (len(encoded) + config.part_size - 1) // config.part_size
-    batches: dict[int, list[range]] = {}
-    for b in plan.slices:  # a batch lies within one part
-        batches.setdefault(b.start // config.part_size, []).append(b)
+    batches = plan.by_part(config.part_size)
     todo = []
     for index in range(n_parts):
         ids = list(range(index * config.part_size, min(len(encoded), (index + 1) * config.part_size)))
@@ -335,8 +333,7 @@ def _run(
             atomic_write_parquet(ctx_frame, parts_dir / f"contexts-{part.index:05d}.parquet")
             atomic_write_parquet(score_frame, parts_dir / f"scores-{part.index:05d}.parquet")
             bar.advance(len(part.ids))
-    memory = {"budget": budget.bytes, "rule": budget.rule, "batches": len(plan.slices), "chunk": plan.chunk}
-    summary = _finalize(run, n_parts, time.time() - started, truncated, memory)
+    summary = _finalize(run, n_parts, time.time() - started, truncated, plan.record(budget))
     return TraceResult(run, summary)
 
 
@@ -370,7 +367,7 @@ def _run_events(
             f"{documents.source}: no document has more than --min-prefix {config.min_prefix} tokens: nothing to predict"
         )
     budget = memory_budget(config.max_memory, lm.device)
-    fp = Footprint.of(lm.model, lm.n_layers, lm.d_mlp)
+    fp = lm.footprint
 
     def cost(rows: int, tokens: int, targets: int, chunk: int) -> int:
         return event_bytes(fp, config.method, layers, rows, tokens)
@@ -391,11 +388,12 @@ def _run_events(
              enumerate(zip(documents, token_ids, strict=True))}  # fmt: skip
     parts_dir = run.path / PARTS
     n_parts = (len(windows) + config.part_size - 1) // config.part_size
+    by_part = plan.by_part(config.part_size)
     with progress_bar(
         f"tracing each token ({config.method})", total=int(first_ids[-1]), unit="events", enabled=progress
     ) as bar:
         for index in range(n_parts):
-            batches = [b for b in plan.slices if b.start // config.part_size == index]
+            batches = by_part[index]
             if (parts_dir / f"scores-{index:05d}.parquet").is_file():
                 bar.advance(int(first_ids[batches[-1].stop] - first_ids[batches[0].start]))
                 continue
@@ -414,9 +412,8 @@ def _run_events(
             atomic_write_parquet(
                 pd.concat(score_frames, ignore_index=True), parts_dir / f"scores-{index:05d}.parquet"
             )
-    memory = {"budget": budget.bytes, "rule": budget.rule, "batches": len(plan.slices), "chunk": plan.chunk}
     counts = {"documents": len(token_ids), "windows": len(windows)}
-    summary = _finalize(run, n_parts, time.time() - started, None, memory, counts)
+    summary = _finalize(run, n_parts, time.time() - started, None, plan.record(budget), counts)
     return TraceResult(run, summary)
 
 
@@ -428,7 +425,7 @@ def _plan(
     budget: Budget,
     where: Callable[[int], str],
 ) -> Batches:
-    fp = Footprint.of(lm.model, lm.n_layers, lm.d_mlp)
+    fp = lm.footprint
 
     def cost(rows: int, tokens: int, targets: int, chunk: int) -> int:
         return method_bytes(fp, config, layers, rows, tokens, targets, chunk)

@@ -199,7 +199,7 @@ def positions_per_pass(
     per_pass = max(1, settings.max_rows // settings.samples)
     if budget is None:
         return per_pass
-    fp = Footprint.of(lm.model, lm.n_layers, lm.d_mlp)
+    fp = lm.footprint
     tokens, targets = len(enc.input_ids), len(enc.target_ids)
 
     def need(n: int) -> int:

@@ -36,7 +36,7 @@ from neuronmap.edit.stats import second_moments
 from neuronmap.edit.window import check_fits, check_prompts, check_request, token_count
 from neuronmap.errors import NeuronmapError
 from neuronmap.models.loader import LoadedModel
-from neuronmap.models.memory import Budget, Footprint, format_bytes, memory_budget
+from neuronmap.models.memory import Budget, format_bytes, memory_budget
 from neuronmap.progress import progress_bar
 
 METRICS = ("efficacy", "paraphrase", "neighborhood")
@@ -130,7 +130,7 @@ def plan_memory(
     """The scoring batch size that fits ``budget`` (``batch_size`` halved as needed); a record whose edit or
     generations alone would not fit is refused, naming it, before any model work. An edit's backward pass reaches
     down to its layer; its rows are the bare prompt, the context prefixes and the KL prompt."""
-    fp = Footprint.of(lm.model, lm.n_layers, lm.d_mlp)
+    fp = lm.footprint
     edit_rows = 2 + sum(count for _, count in hp.context_template_length_params)
     for where, size in sizes:
         edit = fp.pass_bytes(edit_rows, size.rewrite, fp.n_layers - min(layers), size.targets)
