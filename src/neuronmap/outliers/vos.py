@@ -42,7 +42,7 @@ def uncertainty_loss(id_logits: torch.Tensor, ood_logits: torch.Tensor, ood_laye
     together) but for the sign: ``w = softplus(ood_layer.weight)`` is kept positive, so that training asks for
     what the test-time score assumes, "higher -energy = in-distribution". With the paper's free sign, seeds
     whose ``w`` turned negative learned the opposite rule: on the built-in sentiment set their far-OOD AUROC
-    ranged from 0.28 to 0.85 across 5 seeds (README_SECTION.md).
+    ranged from 0.28 to 0.85 across 5 seeds (the README's outlier results).
     """
     scores = torch.cat([-energy(id_logits), -energy(ood_logits)])
     z = F.softplus(ood_layer.weight).squeeze() * scores + ood_layer.bias

@@ -10,6 +10,7 @@ that thread counts and devices may change).
 from __future__ import annotations
 
 import os
+import socket
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -20,6 +21,7 @@ if TYPE_CHECKING:
 
     from neuronmap.trace.runner import Part, PartJob
 
+CONNECT_TIMEOUT = 5.0  # seconds to open a TCP connection to a given head before saying it is not there
 
 class _Worker:
     """One Ray actor: the model is loaded in ``__init__`` and kept for every part it scores."""
@@ -48,10 +50,26 @@ def import_ray() -> Any:
     return ray
 
 
+def unreachable(address: str, timeout: float = CONNECT_TIMEOUT) -> str | None:
+    """Why a TCP connection to ``address``'s host:port does not open within ``timeout`` seconds; None when it
+    does or when the address names no port (``auto``). ``ray.init`` itself retries an absent head for minutes."""
+    host, sep, port = address.removeprefix("ray://").rpartition(":")
+    if not sep or not port.isdigit():
+        return None
+    try:
+        with socket.create_connection((host or "127.0.0.1", int(port)), timeout=timeout):
+            return None
+    except OSError as exc:
+        return str(exc) or type(exc).__name__
+
+
 def connect(ray: Any, address: str | None, workers: int) -> bool:
     """Start or reach a cluster unless Ray is already up; True when this call started it (so stops it)."""
     if ray.is_initialized():
         return False
+    reason = unreachable(address) if address else None
+    if reason:
+        raise NeuronmapError(f"could not reach Ray at {address}: {reason} (is a head node running there?)")
     try:
         ray.init(
             address=address,

@@ -1,4 +1,4 @@
-"""The run directory: the contract between stages (DESIGN.md).
+"""The run directory: the contract between stages (the README's "The run directory").
 
 Every table is written to a temporary name and renamed when complete, so an interrupted stage never leaves a file
 that looks finished. ``run.json`` is the manifest; each stage records its parameters and status under ``stages``.
