@@ -35,6 +35,8 @@ def test_each_token_speed_matches_its_result_file(readme: str) -> None:
     assert _number(r"a ratio of \*\*([\d.]+)\*\*", readme) == result["ratio"]
     assert _number(r"\(`bench/results/events.json`, (\d+) paragraphs", readme) == result["documents"]
     assert _number(r"median of (\d+) alternated repeats", readme) == result["repeats"]
+    hours = 1e6 / result["events_per_second"] / 3600
+    assert _number(r"a million events take about ([\d.]+) hours", readme) == round(hours, 1)
 
 
 def test_peers_table_matches_its_result_file(readme: str) -> None:

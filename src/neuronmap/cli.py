@@ -287,6 +287,12 @@ def map_cmd(
     null_samples: Annotated[
         int, typer.Option(help="Shuffled networks per null kind for clusterability p and z (0: skip).")
     ] = 20,
+    nulls: Annotated[
+        str,
+        typer.Option(
+            help="Null kinds drawn, comma-separated: swaps,pairs,edges (fewer: cheaper; the test reads swaps)."
+        ),
+    ] = "edges,pairs,swaps",
     stability_seeds: Annotated[
         int, typer.Option(help="Extra seeds whose partitions are compared with the main one (ARI).")
     ] = 5,
@@ -354,6 +360,7 @@ def map_cmd(
         k_select=k_select,
         scope=scope,
         null_samples=null_samples,
+        nulls=nulls,
         stability_seeds=stability_seeds,
         merge_threshold=merge_threshold,
         top_tokens=top_tokens,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -219,3 +220,30 @@ def test_top_level_api():
 
     assert neuronmap.map_run is map_run
     assert neuronmap.graph.project.__module__ == "neuronmap.graph.projection"
+
+
+def test_nulls_draws_only_the_kinds_asked_for(planted_run):
+    run, _ = planted_run()
+    options = FAST
+    every = map_run(run, **options).summary
+    only = map_run(run, nulls="swaps", force=True, **options).summary
+    assert set(only["units"][0]["clusterability"]) == {"swaps", "statistic"}
+    assert only["clusterability"]["null"] == "swaps" and only["clusterability"]["cost"]["test_networks"] == 3
+    assert every["clusterability"]["cost"]["test_networks"] == 9
+    # the swaps samples are seeded per kind, so they are the same draws with or without the other kinds
+    assert only["units"][0]["clusterability"]["swaps"] == every["units"][0]["clusterability"]["swaps"]
+    assert RunDir(run).stage("map")["params"]["nulls"] == ["swaps"]
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"nulls": "swaps,shuffled"}, "--nulls 'shuffled': expected one of edges, pairs, swaps"),
+        ({"nulls": ""}, "--nulls '': must be one or more"),
+        ({"nulls": "swaps", "method": "spectral"}, "keep pairs in --nulls"),
+    ],
+)
+def test_nulls_are_checked(planted_run, options, message):
+    run, _ = planted_run()
+    with pytest.raises(NeuronmapError, match=re.escape(message)):
+        map_run(run, **options)

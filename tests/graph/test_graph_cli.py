@@ -23,6 +23,9 @@ def test_map_command_maps_and_prints_a_summary(planted_run):
     assert params["seed"] == 3 and params["export"] == [] and params["null_samples"] == 2
     again = CliRunner().invoke(app, ["map", str(run), *options])
     assert again.exit_code == 0 and "already mapped" in again.output
+    swaps = CliRunner().invoke(app, ["map", str(run), *options, "--nulls", "swaps", "--force"])
+    assert swaps.exit_code == 0, swaps.output
+    assert "vs the swaps null" in swaps.output and "2 null networks" in swaps.output
 
 
 @pytest.mark.parametrize(
@@ -31,6 +34,7 @@ def test_map_command_maps_and_prints_a_summary(planted_run):
         (["{missing}"], "not a neuronmap run"),
         (["{run}", "--method", "kmeans"], "--method 'kmeans': expected one of leiden, louvain, spectral"),
         (["{run}", "--k-range", "9..3", "--method", "spectral"], "--k-range"),
+        (["{run}", "--nulls", "swaps,bogus"], "--nulls 'bogus': expected one of edges, pairs, swaps"),
     ],
 )
 def test_bad_input_exits_2_with_one_line(planted_run, tmp_path, arguments, message):

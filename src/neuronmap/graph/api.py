@@ -137,6 +137,7 @@ class MapConfig:
     k_select: str = "z"
     scope: str = "cross-layer"
     null_samples: int = 20
+    nulls: str | Sequence[str] = NULL_KINDS  # the null kinds drawn (each costs null_samples networks)
     stability_seeds: int = 5
     merge_threshold: float = 0.8
     top_tokens: int = 50
@@ -152,6 +153,12 @@ class MapConfig:
         export = self.export.split(",") if isinstance(self.export, str) else list(self.export)
         set_(self, "export", tuple(x.strip() for x in export if x.strip() and x.strip() != "none"))
         set_(self, "neighbors", self.neighbors or None)
+        nulls = self.nulls.split(",") if isinstance(self.nulls, str) else list(self.nulls)
+        nulls = [x.strip() for x in nulls if x.strip()]
+        for kind in nulls:
+            _choice("nulls", kind, NULL_KINDS)
+        _check(bool(nulls), "nulls", self.nulls, f"one or more of {', '.join(NULL_KINDS)}")
+        set_(self, "nulls", tuple(k for k in NULL_KINDS if k in nulls))
         for name, choices in [
             ("edge_score", EDGE_SCORES),
             ("token_field", TOKEN_FIELDS),
@@ -186,6 +193,11 @@ class MapConfig:
             raise NeuronmapError(
                 "--method spectral chooses k by comparing the n-cut with shuffled nulls: "
                 "use --null-samples 2 or more, or a single --k-range value"
+            )
+        if self.method == "spectral" and len(self.k_range) > 1 and "pairs" not in self.nulls:
+            raise NeuronmapError(
+                "--method spectral chooses k against the pairs null: keep pairs in --nulls, or give a single "
+                "--k-range value"
             )
 
     def record(self) -> dict[str, Any]:
@@ -286,9 +298,9 @@ def _map_unit(
         "notes": [],
     }
     kinds = [
-        k for k in NULL_KINDS if cfg.null_samples and not (k == "edges" and cfg.projection == "collaboration")
+        k for k in cfg.nulls if cfg.null_samples and not (k == "edges" and cfg.projection == "collaboration")
     ]
-    if cfg.projection == "collaboration" and cfg.null_samples:
+    if cfg.projection == "collaboration" and cfg.null_samples and "edges" in cfg.nulls:
         info["notes"].append("edges null skipped: the collaboration projection ignores edge weights")
     seed = (cfg.seed, unit)
     connected = int((degrees(graph) > 0).sum())
