@@ -127,8 +127,22 @@ def map_stage(docs: int, runs: Path, null_samples: int, nice: int, old: dict[str
         "generic": [
             f"L{n['layer']}/N{n['neuron']}" for n in (summary.get("generic") or {}).get("neurons", [])
         ],
+        "largest_clusters": _largest(run),
     }
     return entry
+
+
+def _largest(run: Path, n: int = 8) -> list[dict[str, Any]]:
+    """The ``n`` largest clusters: size, main layer, coherence test and first top tokens."""
+    import pandas as pd
+
+    table = pd.read_parquet(run / "graph" / "clusters.parquet")
+    table = table.sort_values(["size", "cluster"], ascending=[False, True])
+    return [
+        {"cluster": int(c.cluster), "size": int(c.size), "main_layer": int(c.main_layer),
+         "coherent": bool(c.coherent), "top_tokens": [str(t) for t in list(c.top_tokens)[:6]]}
+        for c in table.head(n).itertuples()
+    ]  # fmt: skip
 
 
 def readme_table(entries: list[dict[str, Any]]) -> str:

@@ -87,3 +87,78 @@ def test_builtin_data_counts() -> None:
     assert _number(r"\| `builtin:sentiment` \| ([\d,]+) IMDB", text) == len(
         load_labelled("builtin:sentiment").texts
     )
+
+
+NUMBER = re.compile(r"(?<![\w.+-])[+-]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?![\w])")
+
+
+def test_data_scaling_study_matches_its_result_file() -> None:
+    """The study's table is made from its result file, and every number of its prose is one of the table's, the
+    file's, or a setting of the study."""
+    from bench.study_data_scaling import SIZES, TRACE, readme_table
+    from neuronmap.graph.meaning import COHERENCE_ALPHA, GROUP_PERMUTATIONS
+
+    raw = (ROOT / "README.md").read_text()
+    entries = [e for e in _result("data_scaling.json")["entries"] if "events" in e]
+    table = readme_table(entries)
+    assert table in raw
+    assert "](bench/results/data_scaling.png)" in raw and (RESULTS / "data_scaling.png").is_file()
+    section = raw[raw.index("### More data, more meaning?") : raw.index("## Explore:")]
+    prose = "\n".join(line for line in section.splitlines() if not line.startswith("|"))
+    allowed = set(NUMBER.findall(table))
+    for e in entries:
+        allowed |= {
+            f"{e['documents']:,}",
+            f"{round(e['trace_seconds_recorded']):,}",
+            f"{e['map']['seconds']:.0f}",
+        }
+        allowed |= {f"{e['map']['peak_mb']:,}", str(e["map"]["null_samples"])}
+        allowed |= {f"{c['size']:,}" for c in e["largest_clusters"]}
+    # the study's settings: sizes, --min-prefix, Leiden's resolution 1, 5 stability seeds
+    allowed |= {f"{n:,}" for n in SIZES} | {TRACE[TRACE.index("--min-prefix") + 1], "1", "5"}
+    allowed |= {str(GROUP_PERMUTATIONS), str(COHERENCE_ALPHA), str(round(1 / (GROUP_PERMUTATIONS + 1), 3))}
+    hours = 1e6 / _result("events.json")["events_per_second"] / 3600  # a million events at the bench's rate
+    allowed.add(str(round(hours, 1)))
+    stray = [n for n in NUMBER.findall(prose) if n.lstrip("+") not in {a.lstrip("+") for a in allowed}]
+    assert not stray, f"numbers in the study's prose found in no result: {stray}"
+
+
+def _min_s(seconds: float) -> str:
+    minutes, rest = divmod(round(seconds), 60)
+    return f"{minutes} min {rest} s"
+
+
+def test_demo_numbers_match_their_result_file(readme: str) -> None:
+    demo = _result("demo.json")
+    timing, traced = demo["timing"], demo["trace_seconds"]
+    assert f"{_min_s(timing['wall_seconds'])} wall and {_min_s(timing['cpu_seconds'])} of CPU" in readme
+    assert f"(load average {demo['load_average']:.1f})" in readme
+    assert (
+        f"the facts trace {traced['facts']:.0f} s, the Wikipedia trace {traced['wiki']:.0f} s and the each-token "
+        f"trace {traced['wiki-events']:.0f} s" in readme
+    )
+    facts, wiki, layers = demo["facts"], demo["wiki"], demo["wiki_layers"]
+    assert f"traces {facts['candidates']} candidate facts" in readme
+    assert f"keeping those the model knows: {facts['kept']})" in readme
+    assert f"{demo['wiki_events']['events']:,} events, `runs/demo/wiki-events`" in readme
+    assert (
+        f"on the facts demo {facts['modularity_pruned']:.3f} pruned against {facts['modularity_full']:.3f} full"
+        in (readme)
+    )
+    floor = f"p = 1/{wiki['null_samples'] + 1}"
+    assert (
+        f"On the demo's {wiki['contexts']} Wikipedia contexts the cross-layer map fails `pairs` (modularity "
+        f"{wiki['modularity_pruned']:.3f} against {wiki['pairs_null_mean']:.3f}, z = −{-wiki['pairs_z']:g}:"
+    ) in readme
+    assert wiki["swaps_p"] == pytest.approx(1 / (wiki["null_samples"] + 1))
+    assert (
+        f"passes `swaps` (against {wiki['swaps_null_mean']:.3f}, z = +{wiki['swaps_z']:g}, {floor}, the least "
+        f"that {wiki['null_samples']} samples allow)"
+    ) in readme
+    assert (
+        f"{layers['at_p_floor']} of the {layers['layers']} layers reach {floor} against `swaps`, layers 28 and 29 "
+        f"among them (z = {layers['z']['28']:g} and {layers['z']['29']:g})"
+    ) in readme
+    assert layers["p"]["28"] == layers["p"]["29"] == pytest.approx(1 / (wiki["null_samples"] + 1))
+    assert all("L29/N1413" in demo["generic"][name] for name in ("facts", "wiki"))
+    assert "L29/N1413 is one in the demo's facts and Wikipedia maps" in readme

@@ -458,7 +458,11 @@ def test_group_alignment_in_documents_names_its_shuffle_and_skips_a_document_nam
     dominant = rng.integers(0, 4, 200)
     found = group_alignment(dominant, {"topic": topic, "title": title}, 19, 0, blocks)
     assert found["topic"]["shuffle"] == "documents" and found["topic"]["samples"] == 19
-    assert found["title"]["samples"] == 0 and found["title"]["p"] is None and "document" in found["title"]["note"]
+    assert (
+        found["title"]["samples"] == 0
+        and found["title"]["p"] is None
+        and "document" in found["title"]["note"]
+    )
     assert group_alignment(dominant, {"topic": topic}, 19, 0)["topic"]["shuffle"] == "contexts"
 
 
@@ -473,7 +477,8 @@ def test_document_shuffle_is_calibrated_where_the_event_shuffle_is_not():
     dominant = np.repeat(rng.integers(0, 4, n_docs), per)  # each document uses one cluster
     wrong, right = [], []
     for trial in range(10):
-        topic = np.repeat(np.random.default_rng(100 + trial).integers(0, 3, n_docs), per)  # unrelated to clusters
+        # a topic per document, unrelated to the clusters
+        topic = np.repeat(np.random.default_rng(100 + trial).integers(0, 3, n_docs), per)
         wrong.append(group_alignment(dominant, {"t": topic}, 49, trial)["t"]["p"])
         right.append(group_alignment(dominant, {"t": topic}, 49, trial, blocks)["t"]["p"])
     assert np.mean(np.array(wrong) <= 0.05) > 0.3  # the event shuffle rejects far more than 5%

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 
 CONNECT_TIMEOUT = 5.0  # seconds to open a TCP connection to a given head before saying it is not there
 
+
 class _Worker:
     """One Ray actor: the model is loaded in ``__init__`` and kept for every part it scores."""
 
