@@ -162,3 +162,30 @@ def test_demo_numbers_match_their_result_file(readme: str) -> None:
     assert layers["p"]["28"] == layers["p"]["29"] == pytest.approx(1 / (wiki["null_samples"] + 1))
     assert all("L29/N1413" in demo["generic"][name] for name in ("facts", "wiki"))
     assert "L29/N1413 is one in the demo's facts and Wikipedia maps" in readme
+
+
+def test_map_scale_numbers_match_their_result_file(readme: str) -> None:
+    graph = _result("graph.json")
+    rows = {r["case"]: r["value"] for r in graph["rows"]}
+    big, small = "(100k contexts x top-100, 12x3072 neurons)", "(40k edges)"
+    assert f"load average {graph['meta']['load_average']:.1f})" in readme
+    assert (
+        f"{rows['neurons ' + big]:,.0f} neurons, {rows['neuron-token edges ' + big]:,.0f} neuron-token edges"
+        in (readme)
+    )
+    assert (
+        f"plus Leiden in {rows['projection + leiden ' + big]:.1f} s wall "
+        f"({rows['projection + leiden CPU time, all threads ' + big]:.1f} s of CPU), "
+        f"{rows['projection + leiden peak memory ' + big]:,.0f} MB peak"
+    ) in readme
+    assert (
+        f"end to end without nulls in {rows['map_run end to end, no nulls ' + big]:.1f} s, "
+        f"{rows['map_run peak memory ' + big]:,.0f} MB peak"
+    ) in readme
+    assert f"is {rows['projection speed-up vs networkx ' + small]:.0f}x faster than networkx's" in readme
+    assert f"(largest difference {rows['projection max |weight - networkx| ' + small]:.1e})" in readme
+    assert (
+        f"({rows['leiden modularity ' + small]:.3f} against {rows['original modularity ' + small]:.3f}) in "
+        f"{rows['leiden time, projection included ' + small]:.2f} s against "
+        f"{rows['original (networkx + python-louvain) time ' + small]:.1f} s"
+    ) in readme

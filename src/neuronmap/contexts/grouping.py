@@ -130,12 +130,16 @@ def event_pos_tags(
 ) -> list[str | None]:
     """Each-token events: the part of speech of the word their target token is in (its first non-space
     character), each document tagged once, in full, so a word is tagged with all of its sentence around it."""
-    tagged = list(_tagger().pipe(documents, batch_size=batch_size))
-    tags: list[str | None] = []
-    for d, a, b in zip(doc_ids, starts, ends, strict=True):
+    events: dict[int, list[int]] = {}
+    for row, d in enumerate(doc_ids):
+        events.setdefault(int(d), []).append(row)
+    tags: list[str | None] = [None] * len(doc_ids)
+    # one document's tags at a time: a million events' documents would not fit in memory as spaCy docs
+    for d, doc in enumerate(_tagger().pipe(documents, batch_size=batch_size)):
         text = documents[d]
-        first = next((i for i in range(a, b) if not text[i].isspace()), None)
-        tags.append(None if first is None else _tag_at(tagged[d], first))
+        for row in events.get(d, ()):
+            first = next((i for i in range(starts[row], ends[row]) if not text[i].isspace()), None)
+            tags[row] = None if first is None else _tag_at(doc, first)
     return tags
 
 
