@@ -197,3 +197,20 @@ def test_value_search_replay_equals_a_full_forward(fresh, name):
             replayed = _logits(lm, rows)
     torch.testing.assert_close(replayed, full, rtol=0, atol=1e-12)
     assert lm.model.get_submodule(before).__class__.__name__ != "_Replay"  # put back on exit
+
+
+def test_the_default_placement_edits_a_two_layer_model(fresh, small_hparams):
+    """default.json places an edit by relative layer, never on the last: on a 2-layer model, layer 0, where the
+    edit reaches the prediction."""
+    from neuronmap.edit.hparams import load_hparams
+    from neuronmap.edit.scoring import mean_logprobs
+
+    lm = fresh("tiny-llama")
+    relative = load_hparams(model="tiny-llama").relative_layer
+    hp = small_hparams.replace(layer=None, relative_layer=relative, v_num_grad_steps=15, clamp_norm_factor=50.0,
+                               v_weight_decay=0.0)  # fmt: skip
+    p0 = float(mean_logprobs(lm, [REQ.text], [REQ.target_new]).exp())
+    edit = rome(lm, REQ, hp)
+    with edit:
+        p1 = float(mean_logprobs(lm, [REQ.text], [REQ.target_new]).exp())
+    assert edit.layer == 0 and p1 > 2 * p0

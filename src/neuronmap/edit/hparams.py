@@ -16,6 +16,8 @@ from typing import Any
 
 from neuronmap.errors import NeuronmapError
 
+KL_DIRECTIONS = ("edited-clean", "clean-edited")  # KL(p_edited || p_clean), ROME's; or the reverse
+
 
 @dataclass(frozen=True)
 class RomeHparams:
@@ -27,7 +29,8 @@ class RomeHparams:
     v_lr: float = 0.5
     v_weight_decay: float = 0.5  # times |delta| / |v_init|^2, as ROME's code
     clamp_norm_factor: float = 4.0  # |delta| <= factor * |v_init|
-    kl_factor: float = 0.0625  # weight of KL(p_clean || p_edited) on the KL prompts
+    kl_factor: float = 0.0625  # weight of the KL term on the KL prompts
+    kl_direction: str = "edited-clean"  # KL(p_edited || p_clean) as ROME's compute_v; or "clean-edited"
     early_stop_loss: float = 0.05  # stop once the total loss falls below this
     context_template_length_params: tuple[tuple[int, int], ...] = ((5, 10), (10, 10))  # (tokens, count)
     kl_prompts: tuple[str, ...] = ("{} is a",)
@@ -56,6 +59,10 @@ class RomeHparams:
             raise NeuronmapError("kl_factor, v_weight_decay and mom2_ridge must not be negative")
         if self.mom2_n_tokens < 1 or self.mom2_max_length < 2:
             raise NeuronmapError("mom2_n_tokens must be positive and mom2_max_length at least 2")
+        if self.kl_direction not in KL_DIRECTIONS:
+            raise NeuronmapError(
+                f"kl_direction must be one of {', '.join(KL_DIRECTIONS)}, got {self.kl_direction!r}"
+            )
         if self.key_constraint not in ("prompt", "mean"):
             raise NeuronmapError(f"key_constraint must be 'prompt' or 'mean', got {self.key_constraint!r}")
         for prompt in self.kl_prompts:
@@ -68,11 +75,13 @@ class RomeHparams:
                 )
 
     def resolve_layer(self, n_layers: int) -> int:
-        """The edited layer for a model with ``n_layers`` layers (checked by the caller's adapter)."""
+        """The edited layer for a model with ``n_layers`` layers (checked by the caller's adapter). A relative
+        layer is never the last one when there are two or more: the last layer's output at the subject reaches
+        no later position, so an edit there cannot change the prediction at the prompt's end."""
         if self.layer is not None:
             return self.layer + n_layers if self.layer < 0 else self.layer
         assert self.relative_layer is not None
-        return min(n_layers - 1, round(self.relative_layer * n_layers))
+        return max(0, min(n_layers - 2, round(self.relative_layer * n_layers)))
 
     def replace(self, **changes: Any) -> RomeHparams:
         return dataclasses.replace(self, **changes)

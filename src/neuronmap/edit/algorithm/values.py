@@ -2,8 +2,9 @@
 
 An added vector delta on the projection's output at the subject's last token, shared by every context prefix,
 is optimised with Adam for the new target's log-likelihood (mean over its tokens, then over prompts), plus
-``kl_factor`` x KL(p_clean || p_edited) of the next-token distribution at the subject's last token of the KL
-prompts ("{} is a": keep what the subject *is*), plus ROME's weight decay ``v_weight_decay`` x |delta| /
+``kl_factor`` x KL(p_edited || p_clean) of the next-token distribution at the subject's last token of the KL
+prompts ("{} is a": keep what the subject *is*; the direction of ROME's ``compute_v`` and of its paper's eq. 4,
+``kl_direction: "clean-edited"`` for the reverse), plus ROME's weight decay ``v_weight_decay`` x |delta| /
 |v_init|^2; after each step |delta| is clamped to ``clamp_norm_factor`` x |v_init|, where v_init is the
 projection's clean output on the bare prompt.
 
@@ -25,6 +26,13 @@ from neuronmap.edit.prompts import encode_fact, opening_ids, pad
 from neuronmap.edit.scoring import logits_at
 from neuronmap.models.loader import LoadedModel
 from neuronmap.progress import progress_bar
+
+
+def kl_term(clean: torch.Tensor, edited: torch.Tensor, direction: str) -> torch.Tensor:
+    """Mean over rows of KL(p_edited || p_clean) (``edited-clean``) or KL(p_clean || p_edited), from rows of
+    log-probabilities."""
+    p, q = (edited, clean) if direction == "edited-clean" else (clean, edited)
+    return (p.exp() * (p - q)).sum(-1).mean()
 
 
 @dataclass
@@ -130,8 +138,7 @@ def compute_value(
                 picked = rewrite.gather(-1, rows.target_ids[..., None]).squeeze(-1) * rows.target_mask
                 per_row = picked.sum(1) / rows.target_mask.sum(1)
                 nll = -per_row.mean()
-                kl_now = logp[rows.n_rewrite :, 0]
-                kl = (kl_init.exp() * (kl_init - kl_now)).sum(-1).mean()
+                kl = kl_term(kl_init, logp[rows.n_rewrite :, 0], hparams.kl_direction)
                 decay = hparams.v_weight_decay * delta.norm() / v_init.norm() ** 2
                 loss = nll + hparams.kl_factor * kl + decay
             terms = {"nll": nll, "kl": kl, "decay": decay, "total": loss, "p_new": per_row.exp().mean()}
