@@ -35,6 +35,7 @@ class RomeHparams:
     context_template_length_params: tuple[tuple[int, int], ...] = ((5, 10), (10, 10))  # (tokens, count)
     kl_prompts: tuple[str, ...] = ("{} is a",)
     context_seed: int = 0  # seeds the generated prefixes
+    context_templates: str = "rome"  # "rome": sampled from the document start; "memit": from start words
     document_start: bool = (
         False  # prompts open a document (SmolLM2: <|endoftext|> first); False: ROME's GPT-2
     )
@@ -62,6 +63,10 @@ class RomeHparams:
         if self.kl_direction not in KL_DIRECTIONS:
             raise NeuronmapError(
                 f"kl_direction must be one of {', '.join(KL_DIRECTIONS)}, got {self.kl_direction!r}"
+            )
+        if self.context_templates not in ("rome", "memit"):
+            raise NeuronmapError(
+                f"context_templates must be 'rome' or 'memit', got {self.context_templates!r}"
             )
         if self.key_constraint not in ("prompt", "mean"):
             raise NeuronmapError(f"key_constraint must be 'prompt' or 'mean', got {self.key_constraint!r}")
