@@ -889,7 +889,12 @@ def edit_eval_cmd(
     fluency: Annotated[
         bool, typer.Option("--fluency/--no-fluency", help="Sample generations for fluency.")
     ] = True,
-    gen_tokens: Annotated[int, typer.Option("--gen-tokens", help="Tokens per generation (ROME: 100).")] = 100,
+    gen_length: Annotated[
+        int,
+        typer.Option(
+            "--gen-length", help="Tokens per fluency generation in all, the prompt's counted (ROME: 100)."
+        ),
+    ] = 100,
     seed: Annotated[int, typer.Option(help="Seed of the generations.")] = 0,
     device: Annotated[str | None, typer.Option(help="cpu | cuda | auto.")] = None,
     dtype: Annotated[str | None, typer.Option(help="float32 | bfloat16 | float16 | float64.")] = None,
@@ -913,7 +918,7 @@ def edit_eval_cmd(
         hparams=hparams,
         layers=_int_list(layers, "--layers"),
         with_fluency=fluency,
-        max_new_tokens=gen_tokens,
+        gen_length=gen_length,
         seed=seed,
         max_memory=max_memory,
     )

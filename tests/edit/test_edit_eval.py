@@ -53,17 +53,89 @@ def test_ngram_entropy_reference():
 def test_generation_is_seeded_and_leaves_the_global_rng(fresh):
     lm = fresh("tiny-llama")
     state = torch.random.get_rng_state()
-    a = generate(lm, ["Paris is", "The history of Rome"], max_new_tokens=5, seed=3)
+    a = generate(lm, ["Paris is", "The history of Rome"], gen_length=9, seed=3)
     assert torch.equal(state, torch.random.get_rng_state())
-    assert a == generate(lm, ["Paris is", "The history of Rome"], max_new_tokens=5, seed=3)
+    assert a == generate(lm, ["Paris is", "The history of Rome"], gen_length=9, seed=3)
     assert a[0].startswith("Paris is") and len(a[0]) > len("Paris is")
+
+
+def test_generations_have_gen_length_tokens_in_all_as_generate_fast(fresh):
+    """ROME's generate_fast(max_out_len=n) stops every row at n tokens, its prompt's counted."""
+    from neuronmap.edit.experiments.fluency import clean, generate_ids
+
+    lm = fresh("tiny-gpt2")
+    prompts = ["Paris is", "The long history of the city of Rome"]
+    rows = generate_ids(lm, prompts, gen_length=12, seed=0, opening=[50256])
+    for prompt, ids in zip(prompts, rows, strict=True):
+        own = lm.tokenizer(prompt)["input_ids"]
+        assert ids[: len(own)] == own and len(ids) == 12  # the opening neither counted nor returned
+    shortest = generate_ids(lm, prompts, gen_length=2, seed=0)  # at least one new token past the length
+    assert [
+        len(ids) - len(lm.tokenizer(p)["input_ids"]) for p, ids in zip(prompts, shortest, strict=True)
+    ] == [1, 1]
+    texts = generate(lm, prompts, gen_length=12, seed=0)
+    rows = generate_ids(lm, prompts, gen_length=12, seed=0)
+    assert (
+        texts
+        == [clean(lm.tokenizer.decode(ids)) for ids in rows]
+        != [lm.tokenizer.decode(ids) for ids in rows]
+    )
+
+
+def test_words_are_word_tokenize_with_untrained_sentences():
+    """nltk.word_tokenize needs Punkt's English model (a download); per sentence it is the Treebank tokenizer
+    that ``preserve_line=True`` runs on the whole line, so the words equal that on each sentence."""
+    import nltk
+
+    from neuronmap.edit.experiments.fluency import clean, words
+
+    sentences = [
+        "Paris is the capital of France.",
+        "It has 2.1 million people, the mayor said.",
+        '"Yes," he can\'t.',
+    ]
+    expected = [w for s in sentences for w in nltk.word_tokenize(s, preserve_line=True)]
+    assert words(" ".join(sentences)) == expected
+    assert words("Paris is in France. It is big.") == [
+        "Paris",
+        "is",
+        "in",
+        "France",
+        ".",
+        "It",
+        "is",
+        "big",
+        ".",
+    ]
+    assert clean("a\n\nb ﬁ<|endoftext|>") == "a b fi"
+
+
+def test_record_seeds_do_not_depend_on_the_place_in_the_run():
+    from neuronmap.edit.experiments.fluency import record_seed
+
+    assert record_seed(0, "17") == record_seed(0, "17") != record_seed(0, "18") != record_seed(1, "17")
+    assert 0 <= record_seed(5, 3) < 2**63
+
+
+def test_a_chunked_evaluation_equals_one_run(fresh, small_hparams):
+    lm = fresh("tiny-gpt2")
+    records = load_records(LITE, limit=3)
+    options = {"layers": [0], "gen_length": 16, "progress": False}
+    whole = evaluate(lm, records, small_hparams, **options).results
+    parts = [evaluate(lm, records[:1], small_hparams, **options).results,
+             evaluate(lm, records[1:], small_hparams, **options).results]  # fmt: skip
+    import pandas as pd
+
+    chunked = pd.concat(parts, ignore_index=True)
+    columns = ["case_id", "fluency_pre", "fluency_post", "efficacy_post"]
+    pd.testing.assert_frame_equal(whole[columns], chunked[columns])
 
 
 def test_evaluate_edits_and_restores(fresh, small_hparams):
     lm = fresh("tiny-gpt2")
     before = {k: v.clone() for k, v in lm.model.state_dict().items()}
     records = load_records(LITE, limit=2)
-    ev = evaluate(lm, records, small_hparams, layers=[0, 1], max_new_tokens=4, progress=False)
+    ev = evaluate(lm, records, small_hparams, layers=[0, 1], gen_length=12, progress=False)
     assert all(torch.equal(v, before[k]) for k, v in lm.model.state_dict().items())
     assert len(ev.results) == 4 and set(ev.results["layer"]) == {0, 1}
     assert ev.summary["layers"] == [0, 1] and set(ev.summary["by_layer"]) == {"0", "1"}

@@ -58,8 +58,8 @@ def test_edit_refuses_a_long_prompt(run, tmp_path: Path, hparams_file: Path) -> 
         ("neighborhood_prompts", ["short", LONG], "a neighbourhood prompt with its target"),
         (
             "generation_prompts",
-            [" ".join(f"w{i}" for i in range(80))],
-            "a generation prompt with 100 new tokens",
+            [" ".join(f"w{i}" for i in range(150))],  # past the window by itself
+            "a generation prompt sampled to 100 tokens",
         ),
     ],
 )
@@ -160,7 +160,8 @@ def test_edit_eval_scoring_batches_shrink_to_fit(fresh, small_hparams) -> None:
     lm = fresh("tiny-gpt2")
     record = parse_record(_record(paraphrase_prompts=[" ".join(["Rome"] * 200) + " is the capital of"]), "r")
     size = check_record(lm, small_hparams, record, 20, "r")
-    assert size.scored > 200 and size.generation == len(gpt2_tokenizer()("Rome is")["input_ids"]) + 20
+    # sampled to 20 tokens in all, the prompt's counted
+    assert size.scored > 200 and size.generation == 20 > len(gpt2_tokenizer()("Rome is")["input_ids"])
     fp = lm.footprint
     for fits in (32, 12, 6):  # budgets where scoring, not the edit or the generation, is the largest pass
         need = fp.pass_bytes(fits, size.scored, 0, size.targets)

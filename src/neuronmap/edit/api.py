@@ -234,7 +234,7 @@ def run_eval(
     hparams: str | None = None,
     layers: Sequence[int] | None = None,
     with_fluency: bool = True,
-    max_new_tokens: int = 100,
+    gen_length: int = 100,
     seed: int = 0,
     max_memory: str | int | None = None,
     progress: bool = True,
@@ -243,8 +243,8 @@ def run_eval(
     from neuronmap.edit.experiments.evaluate import evaluate
     from neuronmap.edit.hparams import load_hparams
 
-    if max_new_tokens < 1:
-        raise NeuronmapError("--gen-tokens must be at least 1")
+    if gen_length < 1:
+        raise NeuronmapError("--gen-length must be at least 1")
     records = load_records(facts, limit=limit, offset=offset)
     hp = load_hparams(hparams, model=lm.spec)
     if layers:
@@ -255,7 +255,7 @@ def run_eval(
         hp,
         layers=layers,
         with_fluency=with_fluency,
-        max_new_tokens=max_new_tokens,
+        gen_length=gen_length,
         seed=seed,
         progress=progress,
         source=facts,

@@ -2,7 +2,7 @@
 
 An edit reads its key at the subject and optimises its value at the prompt's end, and an evaluation scores each
 prompt whole, so nothing here is cut to fit: a prompt whose longest use (a context prefix, the prompt, its
-target; or a generation of ``--gen-tokens``) would not fit the window is refused with one line naming it.
+target; or a generation of ``--gen-length``) would not fit the window is refused with one line naming it.
 Token counts add the parts' separate tokenisations, which is at least their joint count.
 """
 

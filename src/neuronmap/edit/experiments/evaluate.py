@@ -28,7 +28,7 @@ import pandas as pd
 from neuronmap.edit.algorithm.context import context_prefixes
 from neuronmap.edit.algorithm.edit import rome
 from neuronmap.edit.dsets.counterfact import Record
-from neuronmap.edit.experiments.fluency import generate, ngram_entropy
+from neuronmap.edit.experiments.fluency import generate, ngram_entropy, record_seed
 from neuronmap.edit.hparams import RomeHparams, load_hparams
 from neuronmap.edit.prompts import opening_ids
 from neuronmap.edit.scoring import mean_logprobs
@@ -94,7 +94,7 @@ class RecordSize:
     n_generation: int  # generation prompts, run as one batch
 
 
-def check_record(lm: LoadedModel, hp: RomeHparams, record: Record, gen_tokens: int, where: str) -> RecordSize:
+def check_record(lm: LoadedModel, hp: RomeHparams, record: Record, gen_length: int, where: str) -> RecordSize:
     """Every prompt a record's evaluation runs, against the model's window (before any model work)."""
     targets = [record.request.target_new, record.target_true]
     rewrite = check_request(lm, hp, record.request, where)
@@ -108,12 +108,15 @@ def check_record(lm: LoadedModel, hp: RomeHparams, record: Record, gen_tokens: i
         ),
     )
     generation = 0
-    if gen_tokens:
-        what = f"a generation prompt with {gen_tokens} new tokens"
-        extra = gen_tokens + len(opening_ids(lm.tokenizer, hp.document_start))
+    if gen_length:
+        what = f"a generation prompt sampled to {gen_length} tokens"
+        opening = len(opening_ids(lm.tokenizer, hp.document_start))
+        # sampled to gen_length tokens in all, the prompt's counted, and at least one new token
         generation = max(
-            (check_fits(lm, p, extra, where, what) for p in record.generation_prompts), default=0
-        )
+            (check_fits(lm, p, opening + max(1, gen_length - token_count(lm, p)), where, what)
+             for p in record.generation_prompts),
+            default=0,
+        )  # fmt: skip
     n_targets = max(token_count(lm, " " + t, special=False) for t in targets)
     n_generation = len(record.generation_prompts) if generation else 0
     return RecordSize(rewrite, n_targets, scored, generation, n_generation)
@@ -137,7 +140,7 @@ def plan_memory(
         generate = fp.pass_bytes(size.n_generation, size.generation) if size.generation else 0
         for what, need in (("the edit", edit), ("the generations", generate)):
             if need > budget.bytes:
-                hint = " or fewer --gen-tokens" if what == "the generations" else ""
+                hint = " or a smaller --gen-length" if what == "the generations" else ""
                 raise NeuronmapError(
                     f"{where}: {what} need about {format_bytes(need)}, more than the {budget.describe()}; try a "
                     f"larger --max-memory{hint}"
@@ -158,11 +161,11 @@ def plan_memory(
 
 
 def fluency(
-    lm: LoadedModel, record: Record, max_new_tokens: int, seed: int, opening: Sequence[int] = ()
+    lm: LoadedModel, record: Record, gen_length: int, seed: int, opening: Sequence[int] = ()
 ) -> float:
     if not record.generation_prompts:
         return float("nan")
-    texts = generate(lm, record.generation_prompts, max_new_tokens, seed=seed, opening=opening)
+    texts = generate(lm, record.generation_prompts, gen_length, seed=seed, opening=opening)
     return statistics.fmean(ngram_entropy(t) for t in texts)
 
 
@@ -194,7 +197,7 @@ def evaluate(
     *,
     layers: Sequence[int] | None = None,
     with_fluency: bool = True,
-    max_new_tokens: int = 100,
+    gen_length: int = 100,
     seed: int = 0,
     batch_size: int = 32,
     progress: bool = True,
@@ -211,7 +214,7 @@ def evaluate(
     sizes = []
     for record in records:
         where = f"{source}: case {record.case_id}"
-        sizes.append((where, check_record(lm, hp, record, max_new_tokens if with_fluency else 0, where)))
+        sizes.append((where, check_record(lm, hp, record, gen_length if with_fluency else 0, where)))
     batch_size = plan_memory(lm, hp, sizes, chosen, batch_size, memory_budget(max_memory, lm.device))
     prefixes = context_prefixes(lm, hp)
     opening = opening_ids(lm.tokenizer, hp.document_start)
@@ -227,18 +230,16 @@ def evaluate(
         )
     rows = []
     with progress_bar("edit-eval", total=len(records) * len(chosen), unit="edit", enabled=progress) as bar:
-        for index, record in enumerate(records):
-            gen_seed = seed + index
+        for record in records:
+            gen_seed = record_seed(seed, record.case_id)
             pre = record_metrics(lm, record, batch_size, opening)
-            fl_pre = fluency(lm, record, max_new_tokens, gen_seed, opening) if with_fluency else float("nan")
+            fl_pre = fluency(lm, record, gen_length, gen_seed, opening) if with_fluency else float("nan")
             for layer in chosen:
                 edit = rome(lm, record.request, hp, layer=layer, stats=stats.get(layer), prefixes=prefixes)
                 with edit:
                     post = record_metrics(lm, record, batch_size, opening)
                     fl_post = (
-                        fluency(lm, record, max_new_tokens, gen_seed, opening)
-                        if with_fluency
-                        else float("nan")
+                        fluency(lm, record, gen_length, gen_seed, opening) if with_fluency else float("nan")
                     )
                 row = {
                     "case_id": str(record.case_id),
@@ -270,7 +271,7 @@ def evaluate(
         "by_layer": by_layer,
         "model": lm.describe(),
         "hparams": hp.to_dict(),
-        "fluency_tokens": max_new_tokens if with_fluency else None,
+        "fluency_length": gen_length if with_fluency else None,
         "stats_tokens": {str(k): v.n_tokens for k, v in stats.items()},
         "seconds": round(time.perf_counter() - start_time, 1),
     }
