@@ -982,7 +982,13 @@ def study_editability_cmd(
     hparams: Annotated[
         str | None, typer.Option(help="ROME hparams name or .json (default: the model's).")
     ] = None,
-    keep: Annotated[str, typer.Option(help="known (facts the model predicts) | all.")] = "known",
+    keep: Annotated[
+        str,
+        typer.Option(
+            help="known (the model predicts the true target) | rank (true above the new target) | all."
+        ),
+    ] = "known",
+    min_p: Annotated[float, typer.Option(help="--keep rank: the least P(true) of an included fact.")] = 0.02,
     bootstrap: Annotated[int, typer.Option(help="Bootstrap resamples for the 95% intervals.")] = 2000,
     figure_format: Annotated[
         str, typer.Option("--format", help="Figures: png,svg | png | svg | none.")
@@ -1012,6 +1018,7 @@ def study_editability_cmd(
         flip_iters=flip_iters,
         hparams=hparams,
         keep=keep,
+        min_p=min_p,
         n_boot=bootstrap,
         seed=seed,
         formats=formats,

@@ -165,3 +165,51 @@ def test_report_figures_are_the_same_bytes_in_another_process(tmp_path):
         subprocess.run([sys.executable, "-c", DRAW, str(folder)], env=env, check=True)
         drawn.append({p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in folder.iterdir()})
     assert len(drawn[0]) == 8 and drawn[0] == drawn[1]
+
+
+def test_keep_rank_includes_facts_whose_true_target_ranks_above_the_new_one():
+    """--keep rank: P(true) > P(new) and P(true) >= the floor, P being exp of the mean log-probability per
+    target token; checked against a plain forward pass per fact."""
+    import torch
+
+    from neuronmap.models.loader import load_model
+    from neuronmap.study.api import rank_check
+    from neuronmap.study.facts import load_study_facts
+
+    lm = load_model("tiny-gpt2", dtype="float64")
+    facts = load_study_facts("builtin:facts", limit=8, seed=0)
+    tok = lm.tokenizer
+
+    def p(text: str, target: str) -> float:
+        prompt, answer = tok(text)["input_ids"], tok(" " + target)["input_ids"]
+        with torch.no_grad():
+            logp = lm.model(input_ids=torch.tensor([prompt + answer])).logits[0].log_softmax(-1)
+        picked = [float(logp[len(prompt) - 1 + i, t]) for i, t in enumerate(answer)]
+        return float(np.exp(np.mean(picked)))
+
+    outcomes = set()
+    for floor in (0.0, 1e-4):
+        clean = {f.fact_id: {"known": False, "p_true": 0.0} for f in facts}
+        rank_check(lm, facts, clean, (), floor)
+        for f in facts:
+            pt, pn = p(f.text, f.target_true), p(f.text, f.target_new)
+            assert clean[f.fact_id]["p_true_mean"] == pytest.approx(pt, rel=1e-9)
+            assert clean[f.fact_id]["p_new"] == pytest.approx(pn, rel=1e-9)
+            assert clean[f.fact_id]["ranked"] == (pt > pn and pt >= floor)
+            outcomes.add((floor, clean[f.fact_id]["ranked"]))
+    assert {(0.0, True), (0.0, False)} <= outcomes  # facts on both sides of the rule
+
+
+def test_keep_rank_with_an_impossible_floor_studies_nothing(tmp_path, hparams_file):
+    from neuronmap.errors import NeuronmapError
+    from neuronmap.models.loader import load_model
+    from neuronmap.study import study_editability
+
+    lm = load_model("tiny-gpt2", dtype="float64")
+    with pytest.raises(NeuronmapError, match="the study needs at least 2"):
+        study_editability(lm, "builtin:facts", tmp_path / "s", limit=4, hparams=str(hparams_file), keep="rank",
+                          min_p=1.0, progress=False, formats=())  # fmt: skip
+    with pytest.raises(NeuronmapError, match="--min-p must be within"):
+        study_editability(lm, "builtin:facts", tmp_path / "s", keep="rank", min_p=2.0, progress=False)
+    with pytest.raises(NeuronmapError, match="--keep takes known, rank, all"):
+        study_editability(lm, "builtin:facts", tmp_path / "s", keep="top", progress=False)

@@ -25,6 +25,7 @@ from neuronmap.edit.algorithm.request import Request
 from neuronmap.edit.experiments.causal_trace import TraceSettings, subject_noise_std
 from neuronmap.edit.hparams import load_hparams
 from neuronmap.edit.prompts import opening_ids
+from neuronmap.edit.scoring import mean_logprobs
 from neuronmap.edit.stats import second_moments
 from neuronmap.edit.window import check_prompts, check_request
 from neuronmap.errors import NeuronmapError
@@ -54,6 +55,16 @@ EDIT_MEASURES = ("flip_norm", "efficacy_margin", "paraphrase", "neighborhood")
 FLIP_MODES = ("scale", "clamp")
 
 
+KEEP = ("known", "rank", "all")
+RANK_MIN_P = 0.02  # a floor on P(true) for --keep rank: above the new target, and not a guess among thousands
+INCLUSION = {
+    "known": "facts whose true target is the model's top-1 prediction (every target token)",
+    "rank": "facts whose true target is top-1, or ranks above the rewrite's new target with P(true) >= {min_p} "
+    "(P: exp of the mean log-probability per target token)",
+    "all": "every fact, known or not",
+}
+
+
 def default_sweep(n_layers: int, edit_layer: int) -> list[int]:
     """Every third layer of the first 60% of the model, and the hparams' layer."""
     return sorted({*range(0, max(1, round(0.6 * n_layers)), 3), edit_layer})
@@ -78,14 +89,17 @@ def study_editability(
     thick_min: float | None = None,
     n_boot: int = 2000,
     keep: str = "known",
+    min_p: float = RANK_MIN_P,
     seed: int = 0,
     formats: Sequence[str] = ("png", "svg"),
     progress: bool = True,
 ) -> dict[str, Any]:
     """Run the study into ``out`` and return its summary (see the module docstring and the README)."""
     start = time.perf_counter()
-    if keep not in ("known", "all"):
-        raise NeuronmapError(f"--keep takes known or all, got {keep!r}")
+    if keep not in KEEP:
+        raise NeuronmapError(f"--keep takes {', '.join(KEEP)}, got {keep!r}")
+    if not 0.0 <= min_p <= 1.0:
+        raise NeuronmapError(f"--min-p must be within [0, 1], got {min_p}")
     if flip_mode not in FLIP_MODES:
         raise NeuronmapError(f"--flip-mode takes {' or '.join(FLIP_MODES)}, got {flip_mode!r}")
     if prefixes not in ("bare", "hparams"):
@@ -121,7 +135,9 @@ def study_editability(
         attr, clean = neuron_attribution(lm, chosen, opening, progress=progress)
         timings["attribution"], clock = round(time.perf_counter() - clock, 1), time.perf_counter()
         unknown = [f for f in chosen if not clean[f.fact_id]["known"]]
-        known = [f for f in chosen if clean[f.fact_id]["known"] or keep == "all"]
+        if keep == "rank":
+            rank_check(lm, unknown, clean, opening, min_p)
+        known = [f for f in chosen if _included(clean[f.fact_id], keep)]
         if len(known) < 2:
             raise NeuronmapError(
                 f"the model knows {len(known)} of {len(chosen)} facts; the study needs at least 2 "
@@ -159,7 +175,7 @@ def study_editability(
             shape.classify(a, n, axes, thick)
             for a, n in zip(table["mlp_layers_above_half"], table["neurons_80"], strict=True)
         ]
-        unknown_table = _unknown_table(unknown, clean, studied=keep == "all")
+        unknown_table = _unknown_table(unknown, clean, keep)
         atomic_write_parquet(table, out / "facts.parquet")
         atomic_write_parquet(unknown_table, out / "facts_unknown.parquet")
         corr = st.correlations(table, SHAPE_MEASURES, EDIT_MEASURES, n_boot=n_boot, seed=seed)
@@ -174,6 +190,7 @@ def study_editability(
             "facts": facts,
             "limit": limit,
             "keep": keep,
+            "min_p": min_p if keep == "rank" else None,
             "sweep_layers": sweep,
             "edit_layer": edit_layer,
             "traced_layers": traced,
@@ -198,6 +215,7 @@ def study_editability(
             "studied": len(known),
             "unknown": len(unknown),
             "keep": keep,
+            "inclusion": INCLUSION[keep].format(min_p=min_p),
             "agreement": agreement,
             "classes": classes,
             "axes": axes.describe(thick),
@@ -305,9 +323,30 @@ def _fact_table(
     return table.merge(corrupted.rename(columns={"p_clean": "p_clean_trace"}), on="fact_id", how="left")
 
 
-def _unknown_table(
-    facts: Sequence[StudyFact], clean: dict[int, dict[str, float]], studied: bool = False
-) -> pd.DataFrame:
+def rank_check(
+    lm: LoadedModel,
+    facts: Sequence[StudyFact],
+    clean: dict[int, dict[str, float]],
+    opening: Sequence[int],
+    min_p: float,
+) -> None:
+    """For facts the model does not predict top-1: P(true) and P(new) on the prompt (exp of the mean log-probability
+    per target token, as CounterFact compares them), and whether the true target ranks above the new one with
+    P(true) >= ``min_p`` (``ranked``), added to ``clean``."""
+    if not facts:
+        return
+    texts = [f.text for f in facts]
+    p_true = mean_logprobs(lm, texts, [f.target_true for f in facts], opening=opening).exp()
+    p_new = mean_logprobs(lm, texts, [f.target_new for f in facts], opening=opening).exp()
+    for f, t, n in zip(facts, p_true.tolist(), p_new.tolist(), strict=True):
+        clean[f.fact_id] |= {"p_true_mean": t, "p_new": n, "ranked": t > n and t >= min_p}
+
+
+def _included(check: dict[str, Any], keep: str) -> bool:
+    return check["known"] or keep == "all" or (keep == "rank" and bool(check.get("ranked")))
+
+
+def _unknown_table(facts: Sequence[StudyFact], clean: dict[int, dict[str, Any]], keep: str) -> pd.DataFrame:
     return pd.DataFrame(
         {
             "fact_id": [f.fact_id for f in facts],
@@ -315,7 +354,8 @@ def _unknown_table(
             "prompt": [f.text for f in facts],
             "target_true": [f.target_true for f in facts],
             "p_true": [clean[f.fact_id]["p_true"] for f in facts],
+            "p_new": [clean[f.fact_id].get("p_new", np.nan) for f in facts],
             "reason": ["the model's top prediction is not the true target"] * len(facts),
-            "studied": [studied] * len(facts),
+            "studied": [_included(clean[f.fact_id], keep) for f in facts],
         }
     )

@@ -159,6 +159,12 @@ def class_figure(table: pd.DataFrame, folder: Path, formats: Sequence[str], seed
 
 
 # ---- the document ----------------------------------------------------------------------------------------
+_UNKNOWN_FATE = {
+    "all": " (studied all the same)",
+    "rank": " (studied where the true target ranks above the new one: column studied)",
+}
+
+
 def _blocks(
     table: pd.DataFrame,
     corr: pd.DataFrame,
@@ -172,7 +178,8 @@ def _blocks(
     b.append(("p", (
         f"{summary['studied']} facts studied of {summary['facts']} ({params['facts']}, limit {params['limit']}, "
         f"keep {params['keep']}); {summary['unknown']} the model does not know are listed at the end"
-        f"{' (studied all the same)' if params['keep'] == 'all' else ' (not studied)'}."
+        f"{_UNKNOWN_FATE.get(params['keep'], ' (not studied)')}."
+        + (f" Included: {summary['inclusion']}." if summary.get("inclusion") else "")
     )))  # fmt: skip
     b.append(("h2", "Conclusion"))
     b += [("p", line) for line in conclude(table, corr, summary)]
