@@ -55,8 +55,17 @@ def test_study_end_to_end(tmp_path, hparams_file):
     assert len(table) == 5 and s["studied"] == 5
     # the seed facts lead the default set and are marked
     assert list(table["seed"][:3]) == ["Eiffel Tower", "White House", "California"]
-    for col in (*SHAPE_MEASURES, *EDIT_MEASURES, "best_layer", "shape_class", "flip_status", "neurons_50"):
+    for col in (*SHAPE_MEASURES, *EDIT_MEASURES, "best_layer", "shape_class", "flip_status", "neurons_50",
+                "live_index", "live_token", "live_is_last", "mlp_peak_effect_last", "neurons_80_last"):  # fmt: skip
         assert col in table.columns, col
+    # the shape where the fact lives, and ROME's last-token convention beside it: the same where they coincide
+    same = table[table["live_is_last"]]
+    assert np.allclose(same["mlp_peak_effect"], same["mlp_peak_effect_last"], equal_nan=True)
+    profiles = pd.read_parquet(out / "profiles.parquet")
+    for row in table.itertuples():
+        mlp = profiles[(profiles["fact_id"] == row.fact_id) & (profiles["kind"] == "mlp")]
+        peaks = mlp.groupby("subject_index")["indirect"].max()
+        assert peaks[row.live_index] == peaks.max() and row.mlp_peak_effect == pytest.approx(peaks.max())
     assert table["flip_norm"].between(0.01, 4.0).all()
     assert set(table["best_layer"]) <= {0, 1}  # the sweep of a two-layer model
     corr = pd.read_parquet(out / "correlations.parquet")
@@ -122,14 +131,16 @@ def draw_figures(folder: Path) -> list[Path]:
             "neurons_80": rng.uniform(1, 50, n),
             "flip_norm": rng.uniform(0.1, 4, n),
             "shape_class": ["narrow single-layer", "thick multi-layer"] * (n // 2),
+            "live_index": [0, 1] * (n // 2),
         }
     )
     profiles = pd.DataFrame(
         [
-            {"fact_id": f, "kind": k, "layer": la, "indirect": rng.normal()}
+            {"fact_id": f, "kind": k, "layer": la, "subject_index": i, "indirect": rng.normal()}
             for f in range(n)
             for k in ("mlp", "attn")
             for la in range(4)
+            for i in range(2)
         ]
     )
     corr = correlations(table, ["neurons_80"], ["flip_norm"], n_boot=200)

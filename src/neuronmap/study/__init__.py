@@ -1,7 +1,7 @@
 """The editability study: which facts are easy to edit, against the shape of their representation.
 
 Modules with one job each: ``facts`` (the fact set and rewrite requests), ``profiles`` (causal and neuron traces
-at the last subject token), ``shape`` (shape measures), ``editability`` (ROME scores, the flip-norm bisection),
+at each subject token), ``shape`` (shape measures), ``editability`` (ROME scores, the flip-norm bisection),
 ``stats`` (Spearman, bootstrap, tests), ``conclusion`` and ``report`` (the written result), ``api``
 (``study_editability``, what the CLI calls).
 """

@@ -1,8 +1,10 @@
 """``study_editability``: which facts are easy to edit, against the shape of their representation.
 
-For each fact of the set: the neuron attribution at the last subject token (which also says whether the model
-knows the fact; facts it does not know are listed, not studied), causal tracing at the last subject token
-(hidden, mlp, attn) on every ``trace_every``-th layer, ROME at each sweep layer (the model's default layer among
+For each fact of the set: the neuron attribution at each subject token (which also says whether the model knows
+the fact; facts it does not know are listed, not studied), causal tracing at each subject token alone (hidden,
+mlp, attn) on every ``trace_every``-th layer. A fact's shape is measured at the subject token where it lives, the
+one whose MLP restoration has the largest peak indirect effect (ties: the later token), and again at the last
+subject token, ROME's convention (columns ending ``_last``); the statistics use the first. Then ROME at each sweep layer (the model's default layer among
 them), and the flip norm at the default layer. Then the statistics and the report. Everything written goes
 through ``trace.store``'s atomic writers; ``run.json`` records the parameters, so a run is reproducible from it.
 Wall-clock time is kept in one field, ``timing`` of the summary (``summary.json`` and the stage in ``run.json``):
@@ -129,7 +131,7 @@ def study_editability(
     out = Path(out)
     run = RunDir(out)
     with run.lock():
-        # 1. neuron attribution at the last subject token; the model's knowledge of each fact
+        # 1. neuron attribution at each subject token; the model's knowledge of each fact
         timings: dict[str, float] = {}
         clock = time.perf_counter()
         attr, clean = neuron_attribution(lm, chosen, opening, progress=progress)
@@ -143,7 +145,7 @@ def study_editability(
                 f"the model knows {len(known)} of {len(chosen)} facts; the study needs at least 2 "
                 "(raise --limit, or --keep all)"
             )
-        # 2. causal tracing at the last subject token
+        # 2. causal tracing at each subject token
         settings = TraceSettings(
             kinds=KINDS,
             samples=samples,
@@ -151,7 +153,7 @@ def study_editability(
             seed=seed,
             layers=tuple(traced),
             document_start=hp.document_start,
-            positions="subject_last",
+            positions="subject",
         )
         profiles, corrupted = causal_profiles(lm, known, settings, progress=progress)
         timings["causal_trace"], clock = round(time.perf_counter() - clock, 1), time.perf_counter()
@@ -275,6 +277,13 @@ def _edit_all(
     return rows, flips
 
 
+def live_index(profile: pd.DataFrame) -> int:
+    """The subject token where a fact lives: the one whose MLP restoration has the largest peak indirect effect
+    over the traced layers (ties: the later token, the side of ROME's last-token convention)."""
+    peaks = profile[profile["kind"] == "mlp"].groupby("subject_index")["indirect"].max()
+    return int(max(i for i, v in peaks.items() if v == peaks.max()))
+
+
 def _fact_table(
     facts: Sequence[StudyFact],
     attr: dict[int, np.ndarray],
@@ -298,11 +307,16 @@ def _fact_table(
             "p_clean": clean[f.fact_id]["p_true"],
         }
         mine = profiles[profiles["fact_id"] == f.fact_id]
-        for kind in KINDS:
-            sel = mine[mine["kind"] == kind].sort_values("layer")
-            measures = shape.layer_profile(sel["indirect"].to_numpy(), sel["layer"].to_numpy())
-            row.update({f"{kind}_{k}": v for k, v in measures.items()})
-        row.update(shape.neuron_breadth(attr[f.fact_id]))
+        live, last = live_index(mine), int(mine.loc[mine["last"], "subject_index"].iloc[0])
+        tokens = mine.drop_duplicates("subject_index").set_index("subject_index")["token"]
+        row |= {"live_index": live, "live_token": str(tokens[live]), "live_is_last": live == last}
+        for suffix, index in (("", live), ("_last", last)):
+            at = mine[mine["subject_index"] == index]
+            for kind in KINDS:
+                sel = at[at["kind"] == kind].sort_values("layer")
+                measures = shape.layer_profile(sel["indirect"].to_numpy(), sel["layer"].to_numpy())
+                row.update({f"{kind}_{k}{suffix}": v for k, v in measures.items()})
+            row.update({f"{k}{suffix}": v for k, v in shape.neuron_breadth(attr[f.fact_id][index]).items()})
         edits = sweep[sweep["fact_id"] == f.fact_id]
         at_default = edits[edits["layer"] == edit_layer].iloc[0]
         for k in (

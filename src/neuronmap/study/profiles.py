@@ -1,10 +1,12 @@
-"""The raw material of the shape measures, taken at the subject's last token.
+"""The raw material of the shape measures, taken at every subject token (the study then measures a fact where
+its causal effect is largest, and at the last subject token as ROME's convention).
 
 - ``neuron_attribution``: the trace stage's ``attribution`` method (activation x gradient of the target's
-  log-probability) per position, for batches of facts; each fact's (layers, neurons) scores at its last subject
-  token, and whether the model knows the fact (every target token top-1).
-- ``causal_profiles``: the edit wing's causal tracing (``hidden``, ``mlp``, ``attn``), restoring at the last
-  subject token only, on the traced layers; the indirect effect per (kind, layer).
+  log-probability) per position, for batches of facts; each fact's (subject tokens, layers, neurons) scores, and
+  whether the model knows the fact (every target token top-1).
+- ``causal_profiles``: the edit wing's causal tracing (``hidden``, ``mlp``, ``attn``), restoring at each subject
+  token alone (or the last only, with ``positions="subject_last"``), on the traced layers; the indirect effect
+  per (kind, layer, subject token).
 """
 
 from __future__ import annotations
@@ -31,8 +33,8 @@ def neuron_attribution(
     batch_size: int = 8,
     progress: bool = True,
 ) -> tuple[dict[int, np.ndarray], dict[int, dict[str, float]]]:
-    """Per fact id: attribution scores (layers, d_mlp) at the last subject token, and the clean check
-    (``known``, ``p_true``)."""
+    """Per fact id: attribution scores (subject tokens, layers, d_mlp), and the clean check (``known``,
+    ``p_true``)."""
     layers = list(range(lm.n_layers))
     scores: dict[int, np.ndarray] = {}
     clean: dict[int, dict[str, float]] = {}
@@ -45,7 +47,8 @@ def neuron_attribution(
             batch = collate(encoded, lm.tokenizer.pad_token_id, lm.device)
             result = attribution(lm, batch, layers, positions="all", per_position=True)
             for b, (fact, enc) in enumerate(zip(chunk, encoded, strict=True)):
-                scores[fact.fact_id] = result.scores[b, enc.subject_last].double().cpu().numpy()
+                first, stop = enc.subject_span
+                scores[fact.fact_id] = result.scores[b, first:stop].double().cpu().numpy()
                 clean[fact.fact_id] = {
                     "known": bool(result.correct[b]),
                     "p_true": float(result.logprob[b].exp()),
@@ -57,16 +60,19 @@ def neuron_attribution(
 def causal_profiles(
     lm: LoadedModel, facts: Sequence[StudyFact], settings: TraceSettings, progress: bool = True
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(profiles: fact_id, kind, layer, effect, indirect; per fact: fact_id, p_clean, p_corrupted)."""
+    """(profiles: fact_id, kind, layer, subject_index (0: the subject's first token), last (its last token),
+    token, effect, indirect; per fact: fact_id, p_clean, p_corrupted)."""
     tables, rows = [], []
+    columns = ["fact_id", "kind", "layer", "subject_index", "last", "token", "effect", "indirect"]
     with progress_bar("causal trace", total=len(facts), unit="fact", enabled=progress) as bar:
         for f in facts:
             tr = trace_fact(lm, Fact(f.fact_id, f.prompt, f.subject, f.target_true, f.relation), settings)
-            tables.append(
-                tr.table.assign(fact_id=f.fact_id)[["fact_id", "kind", "layer", "effect", "indirect"]]
+            index = tr.table["position"] - tr.span[0]
+            table = tr.table.assign(
+                fact_id=f.fact_id, subject_index=index, last=tr.table["position"] == tr.span[1] - 1
             )
+            tables.append(table[columns])
             rows.append({"fact_id": f.fact_id, "p_clean": tr.p_clean, "p_corrupted": tr.p_corrupted})
             bar.advance()
-    columns = ["fact_id", "kind", "layer", "effect", "indirect"]
     profiles = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(columns=columns)
     return profiles, pd.DataFrame(rows, columns=["fact_id", "p_clean", "p_corrupted"])

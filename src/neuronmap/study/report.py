@@ -109,10 +109,16 @@ def layer_figure(table: pd.DataFrame, folder: Path, formats: Sequence[str], seed
     _mark_seeds(ax, table, "mlp_peak_layer", "best_layer", jitter)
     top = float(np.nanmax(table[["mlp_peak_layer", "best_layer"]].to_numpy())) + 1
     ax.plot([0, top], [0, top], color="black", lw=0.6, ls="--")
-    ax.set_xlabel("peak causal layer (MLP, last subject token)")
+    ax.set_xlabel("peak causal layer (MLP, where the fact lives)")
     ax.set_ylabel("best layer to edit (ROME sweep)")
     ax.set_title("Hase et al. test (jittered)", fontsize=9)
     return _save(fig, folder / "best_vs_peak_layer", formats)
+
+
+def _live(profiles: pd.DataFrame, table: pd.DataFrame) -> pd.DataFrame:
+    """Each fact's profile rows at the subject token where it lives (``table``'s ``live_index``)."""
+    live = table.set_index("fact_id")["live_index"]
+    return profiles[profiles["subject_index"].to_numpy() == live.reindex(profiles["fact_id"]).to_numpy()]
 
 
 def profile_figure(
@@ -124,7 +130,7 @@ def profile_figure(
     fig.subplots_adjust(left=0.06, right=0.98, bottom=0.14, top=0.9, wspace=0.25)
     seeds = table[table["seed"] != ""]
     for ax, kind in zip(axes[0], kinds, strict=True):
-        sel = profiles[profiles["kind"] == kind]
+        sel = _live(profiles[profiles["kind"] == kind], table)
         mean = sel.groupby("layer")["indirect"].mean()
         ax.plot(mean.index, mean.to_numpy(), color="black", lw=2, label="mean")
         for _, row in seeds.iterrows():
@@ -133,7 +139,7 @@ def profile_figure(
                 mine["layer"], mine["indirect"], color=SEED_COLOURS.get(row["seed"], "grey"), lw=1,
                 marker="*", ms=5, label=f"{row['seed']} ({row['relation']})",
             )  # fmt: skip
-        ax.set_title(f"{kind}: indirect effect at the last subject token", fontsize=8)
+        ax.set_title(f"{kind}: indirect effect where the fact lives", fontsize=8)
         ax.set_xlabel("layer", fontsize=8)
         ax.tick_params(labelsize=7)
     axes[0][-1].legend(fontsize=6)
@@ -185,10 +191,12 @@ def _blocks(
     b += [("p", line) for line in conclude(table, corr, summary)]
     b.append(("h2", "Settings and budget choices"))
     b.append(("ul", [
-        f"Causal tracing (hidden, mlp, attn) at the last subject token only, on layers {params['traced_layers']}, "
+        f"Causal tracing (hidden, mlp, attn) at each subject token alone, on layers {params['traced_layers']}; "
+        "shape measured where the fact lives (the subject token with the largest MLP peak indirect effect) and at "
+        "the last subject token (ROME's convention; the per-fact table's _last columns), "
         f"{params['samples']} noise draws, noise {params['noise']} x the std of the subjects' embeddings "
         f"(= {params['noise_std']:.4g}); mlp/attn restore a window of {params['window']} layers (ROME).",
-        "Neuron breadth from the attribution method (activation x gradient of log P(true)) at the last subject token, "
+        "Neuron breadth from the attribution method (activation x gradient of log P(true)) at the same token, "
         "all layers and neurons.",
         f"ROME at layers {params['sweep_layers']} (default layer {params['edit_layer']}), "
         f"{params['steps']} optimisation steps at most, prefixes: {params['prefixes']} "

@@ -91,7 +91,7 @@ class Axes:
         return (
             f"multi-layer: at least {self.multi_layer_min:g} traced layers with an MLP effect at or above half "
             f"the peak, else single-layer; thick: at least {thick_min:g} neurons carry 80% of the attribution "
-            "mass at the last subject token, else narrow"
+            "mass where the fact lives, else narrow"
         )
 
 

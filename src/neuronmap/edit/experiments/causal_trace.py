@@ -47,6 +47,9 @@ POSITION_CLASSES = (
 )
 
 
+POSITIONS = ("all", "subject", "subject_last")
+
+
 @dataclass(frozen=True)
 class TraceSettings:
     kinds: tuple[str, ...] = KINDS
@@ -57,7 +60,8 @@ class TraceSettings:
     max_rows: int = 128  # rows per forward pass
     layers: tuple[int, ...] | None = None  # layers to restore at (None: all); checked against the model
     document_start: bool = False  # open each prompt as a document (see ``prompts.document_start``)
-    positions: str = "all"  # text positions to restore at: "all", or "subject_last" (the study's shape)
+    positions: str = "all"  # text positions to restore at: "all", "subject" (each subject token: the study's
+    # shape) or "subject_last" (ROME's convention)
 
     def __post_init__(self) -> None:
         bad = [k for k in self.kinds if k not in KINDS]
@@ -67,8 +71,8 @@ class TraceSettings:
             raise NeuronmapError("--window, --samples and the batch size must be at least 1")
         if self.noise_std < 0:
             raise NeuronmapError("the noise level must not be negative")
-        if self.positions not in ("all", "subject_last"):
-            raise NeuronmapError(f"positions must be 'all' or 'subject_last', got {self.positions!r}")
+        if self.positions not in POSITIONS:
+            raise NeuronmapError(f"positions must be one of {', '.join(POSITIONS)}, got {self.positions!r}")
 
 
 @dataclass
@@ -239,7 +243,9 @@ def trace_fact(
     per_chunk = positions_per_pass(lm, settings, enc, budget, fact.where)
     rows_out = []
     layers = lm.adapter.resolve_layers(None if settings.layers is None else list(settings.layers))
-    where = list(range(n_text)) if settings.positions == "all" else [span[1] - 1]
+    where = {"all": list(range(n_text)), "subject": list(range(*span)), "subject_last": [span[1] - 1]}[
+        settings.positions
+    ]
     cells = len(settings.kinds) * len(layers) * len(where)
     with progress_bar("causal trace", total=cells, unit="cell", enabled=progress) as bar:
         for kind in settings.kinds:
