@@ -31,7 +31,6 @@ from neuronmap.trace.store import atomic_write_json
 
 STARTS = ("The", "Therefore", "Because", "I", "You")  # MEMIT's start words
 TOP_K = 5
-TEMPLATES = ("rome", "memit")
 
 
 def context_prefixes(lm: LoadedModel, hparams: RomeHparams, cache: bool = True) -> list[str]:
