@@ -2,7 +2,7 @@
 
 ``each_token_direct_vs_attribution``: events per second of ``trace --each-token --method direct`` over contexts per
 second of the per-context ``trace --method attribution`` (one prediction per paragraph, cut after its 24th word),
-both through ``neuronmap.trace`` with the same loaded SmolLM2-135M, batches of 8, in one process, alternated and
+both through ``neuronmap.trace_run`` with the same loaded SmolLM2-135M, batches of 8, in one process, alternated and
 repeated (median). Target: at least 30. Results also go to ``bench/results/events.json``, which the README quotes.
 ``python -m bench --only events``.
 """
@@ -17,7 +17,7 @@ from pathlib import Path
 
 from neuronmap.contexts.loaders import load_documents
 from neuronmap.models.loader import load_model
-from neuronmap.trace.runner import trace
+from neuronmap.trace.runner import trace_run
 
 CUT_WORDS = 24
 HERE = Path(__file__).parent
@@ -43,11 +43,11 @@ def run(quick: bool = False) -> list[dict[str, object]]:
         contexts = _cut_contexts(documents, Path(tmp) / "cut.jsonl")
         for r in range(repeats):
             start = time.perf_counter()
-            res = trace(out=f"{tmp}/each-{r}", model="smollm2-135m", contexts=spec, each_token=True,
+            res = trace_run(out=f"{tmp}/each-{r}", model="smollm2-135m", contexts=spec, each_token=True,
                         method="direct", top_k=32, batch_size=8, loaded=lm, progress=False)  # fmt: skip
             each.append(res.summary["contexts_total"] / (time.perf_counter() - start))
             start = time.perf_counter()
-            res = trace(out=f"{tmp}/per-{r}", model="smollm2-135m", contexts=str(contexts), method="attribution",
+            res = trace_run(out=f"{tmp}/per-{r}", model="smollm2-135m", contexts=str(contexts), method="attribution",
                         keep="all", batch_size=8, loaded=lm, progress=False)  # fmt: skip
             per.append(res.summary["contexts_total"] / (time.perf_counter() - start))
     ratio = statistics.median(each) / statistics.median(per)

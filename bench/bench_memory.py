@@ -13,9 +13,9 @@ import tempfile
 
 SCRIPT = """
 import json, resource, sys
-from neuronmap.trace.runner import trace
+from neuronmap.trace.runner import trace_run
 n, out = int(sys.argv[1]), sys.argv[2]
-res = trace(out=out, model="tiny-gpt2", contexts=f"builtin:wiki:{n}", batch_size=32, part_size=512, progress=False)
+res = trace_run(out=out, model="tiny-gpt2", contexts=f"builtin:wiki:{n}", batch_size=32, part_size=512, progress=False)
 print(json.dumps({"rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
                   "seconds": res.summary["seconds"]}))
 """

@@ -22,14 +22,14 @@ import json, re, sys
 import psutil
 from neuronmap.models.loader import load_model
 from neuronmap.trace.plan import method_bytes
-from neuronmap.trace.runner import TraceConfig, trace
+from neuronmap.trace.runner import TraceConfig, trace_run
 model, contexts, out, layer = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
 lm = load_model(model)
 before = psutil.Process().memory_info().rss
 with open("/proc/self/clear_refs", "w") as f:  # the peak from here on (Linux): loading's own peak is not the trace's
     f.write("5")
 config = TraceConfig(model=model, contexts=contexts, layers=[layer], truncate="left", keep="all", threads=2)
-res = trace(config, out, loaded=lm, progress=False)
+res = trace_run(config, out, loaded=lm, progress=False)
 peak = int(re.search(r"VmHWM:\\s+(\\d+) kB", open("/proc/self/status").read()).group(1)) * 1024
 ctx = res.contexts.iloc[0]
 fp = lm.footprint

@@ -17,7 +17,7 @@ _LAZY = {
     "NeuronHook": "neuronmap.models.hooks",
     "Context": "neuronmap.contexts.record",
     "load_contexts": "neuronmap.contexts.loaders",
-    "trace": "neuronmap.trace.runner",
+    "trace_run": "neuronmap.trace.runner",  # not "trace": that is the subpackage, which would shadow it
     "TraceConfig": "neuronmap.trace.runner",
     "RunDir": "neuronmap.trace.store",
     "map_run": "neuronmap.graph.api",

@@ -185,7 +185,7 @@ def trace_cmd(
     ] = None,
 ) -> None:
     """Score how much each MLP neuron matters for each context's target, into a run directory."""
-    from neuronmap.trace.runner import TraceConfig, trace
+    from neuronmap.trace.runner import TraceConfig, trace_run
 
     config = TraceConfig(
         model=model,
@@ -221,7 +221,7 @@ def trace_cmd(
         min_prefix=min_prefix,
         group_by=group_by,
     )
-    result = trace(config, out, force=force)
+    result = trace_run(config, out, force=force)
     s = result.summary
     if result.skipped:
         console.print(f"{out}: trace already complete (use --force to redo it)")
@@ -1212,7 +1212,7 @@ def outliers_synthesize_cmd(
     """Sample class activations at controlled dissimilarity; list the nearest real texts; plot p and energy."""
     from rich.table import Table
 
-    from neuronmap.outliers.synthesize import synthesize
+    from neuronmap.outliers.synthesis import synthesize
 
     if threads is not None:
         import torch
@@ -1293,7 +1293,7 @@ def outliers_refine_cmd(
     """Label pool texts nearest to synthesised boundary points vs random vs least-confident; retrain; compare."""
     from rich.table import Table
 
-    from neuronmap.outliers.refine import RefineConfig, refine
+    from neuronmap.outliers.refinement import RefineConfig, refine
 
     data_config, train_config = _outlier_configs(
         threads,
@@ -1366,7 +1366,7 @@ def outliers_evaluate_cmd(
     threads: _OTHREADS = None,
 ) -> None:
     """Accuracy and OOD detection (AUROC, FPR95; energy and MSP) with and without VOS, over seeds."""
-    from neuronmap.outliers.evaluate import evaluate
+    from neuronmap.outliers.evaluation import evaluate
 
     data_config, train_config = _outlier_configs(
         threads,
@@ -1381,7 +1381,7 @@ def outliers_evaluate_cmd(
     result = evaluate(
         data_config, train_config, _int_list(seeds, "--seeds") or [], out, far=far, far_limit=far_limit
     )
-    from neuronmap.outliers.evaluate import markdown_table
+    from neuronmap.outliers.evaluation import markdown_table
 
     show = _stdout()
     show.print(markdown_table(result), markup=False, highlight=False)

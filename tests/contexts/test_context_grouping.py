@@ -92,7 +92,7 @@ def test_two_senses_of_bank_on_the_embedded_model():
 @pytest.fixture(scope="module")
 def traced(tmp_path_factory):
     """A tiny-gpt2 trace of a context file with a repeated target word, grouped by pos and sense."""
-    from neuronmap.trace.runner import trace
+    from neuronmap.trace.runner import trace_run
 
     folder = tmp_path_factory.mktemp("group")
     lines = [{"text": text, "target": target, "note": sense} for text, target, sense in SENSE_EXAMPLE]
@@ -100,7 +100,7 @@ def traced(tmp_path_factory):
     source = folder / "contexts.jsonl"
     source.write_text("\n".join(json.dumps(line) for line in lines) + "\n")
     out = folder / "run"
-    trace(out=out, model="tiny-gpt2", contexts=str(source), top_k=5, progress=False, group_by="pos,sense")
+    trace_run(out=out, model="tiny-gpt2", contexts=str(source), top_k=5, progress=False, group_by="pos,sense")
     return out
 
 
@@ -141,13 +141,13 @@ def test_each_token_events_get_the_part_of_speech_of_their_word(tmp_path):
     import spacy
 
     from neuronmap.contexts.grouping import SPACY_MODEL, group_run
-    from neuronmap.trace.runner import trace
+    from neuronmap.trace.runner import trace_run
 
     docs = tmp_path / "docs.txt"
     docs.write_text(
         "The old bank of the river flooded in spring.\nShe will bank the cheque at the bank tomorrow.\n"
     )
-    trace(
+    trace_run(
         out=tmp_path / "run",
         model="tiny-gpt2",
         contexts=str(docs),

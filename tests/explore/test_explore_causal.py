@@ -26,13 +26,13 @@ def traced_run(tmp_path_factory) -> Path:
     from neuronmap.edit.api import run_causal_trace
     from neuronmap.graph.api import map_run
     from neuronmap.models.loader import load_model
-    from neuronmap.trace.runner import TraceConfig, trace
+    from neuronmap.trace.runner import TraceConfig, trace_run
 
     base = tmp_path_factory.mktemp("causal")
     facts = base / "facts.jsonl"
     facts.write_text("".join(json.dumps({"text": t, "target": y, "subject": s}) + "\n" for t, y, s in FACTS))
     run = base / "run"
-    trace(TraceConfig(model="tiny-gpt2", contexts=str(facts), top_k=16, threads=1), run, progress=False)
+    trace_run(TraceConfig(model="tiny-gpt2", contexts=str(facts), top_k=16, threads=1), run, progress=False)
     map_run(run, null_samples=0, stability_seeds=0, export="none")
     lm = load_model("tiny-gpt2")
     run_causal_trace(run, lm, facts=str(facts), samples=2, window=1, keep="all", formats=(), progress=False)

@@ -12,7 +12,7 @@ from neuronmap.explore.data import load_view
 from neuronmap.explore.page import build_payload
 from neuronmap.graph.api import map_run
 from neuronmap.models.tiny import gpt2_tokenizer
-from neuronmap.trace.runner import trace
+from neuronmap.trace.runner import trace_run
 
 
 def test_events_show_their_document_prefix_and_target(tmp_path: Path) -> None:
@@ -20,7 +20,7 @@ def test_events_show_their_document_prefix_and_target(tmp_path: Path) -> None:
     docs.write_text(
         "The Falklands are islands in the South Atlantic.\nHydrogen and oxygen make water, said the chemist.\n"
     )
-    trace(out=tmp_path / "run", model="tiny-gpt2", contexts=str(docs), each_token=True, method="activation",
+    trace_run(out=tmp_path / "run", model="tiny-gpt2", contexts=str(docs), each_token=True, method="activation",
           min_prefix=2, top_k=6, progress=False)  # fmt: skip
     map_run(tmp_path / "run", null_samples=0, stability_seeds=1, progress=False)
     view = load_view(tmp_path / "run")
@@ -55,7 +55,7 @@ def test_an_each_token_map_shuffles_groups_by_document(tmp_path: Path) -> None:
     docs = tmp_path / "docs.jsonl"
     docs.write_text("".join(json.dumps(r) + "\n" for r in rows))
     run = tmp_path / "run"
-    trace(out=run, model="tiny-gpt2", contexts=str(docs), each_token=True, method="activation", min_prefix=2,
+    trace_run(out=run, model="tiny-gpt2", contexts=str(docs), each_token=True, method="activation", min_prefix=2,
           top_k=6, progress=False)  # fmt: skip
     contexts_file = run / "contexts.parquet"
     contexts = pd.read_parquet(contexts_file)

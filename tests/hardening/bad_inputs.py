@@ -322,7 +322,7 @@ CASES: list[Case] = [
     Case("study-missing-facts", [*STUDY, "--facts", "{d}/nope.json"], "nope.json"),
     Case("study-malformed-facts", [*STUDY, "--facts", "{d}/cf.json"], "cf.json", {"cf.json": BAD_JSON}),
     Case("study-layer-out-of-range", [*STUDY, "--layers", "9", "--hparams", "{base}/hp.json"], "layer 9 out of range"),
-    Case("study-bad-keep", [*STUDY, "--keep", "maybe"], "--keep takes known or all"),
+    Case("study-bad-keep", [*STUDY, "--keep", "maybe"], "--keep takes known, rank, all"),
     Case("study-too-few-known-facts", [*STUDY, "--limit", "3", "--hparams", "{base}/hp.json"], "the study needs at least 2"),
     # -- outliers ------------------------------------------------------------------------------------------------
     Case("train-missing-file", [*TRAIN, "--data", "{d}/nope.csv"], "nope.csv"),

@@ -46,9 +46,9 @@ import neuronmap.explore.api  # noqa: E402, F401
 import neuronmap.explore.figures  # noqa: E402, F401
 import neuronmap.graph.api  # noqa: E402, F401
 import neuronmap.models.registry  # noqa: E402, F401
-import neuronmap.outliers.evaluate  # noqa: E402, F401
-import neuronmap.outliers.refine  # noqa: E402, F401
-import neuronmap.outliers.synthesize  # noqa: E402, F401
+import neuronmap.outliers.evaluation  # noqa: E402, F401
+import neuronmap.outliers.refinement  # noqa: E402, F401
+import neuronmap.outliers.synthesis  # noqa: E402, F401
 import neuronmap.outliers.train  # noqa: E402, F401
 import neuronmap.study.api  # noqa: E402, F401
 import neuronmap.trace.runner  # noqa: E402, F401

@@ -136,7 +136,7 @@ HOSTILE = ["../up", "../../../../tmp/escape", "/etc/passwd", "..", ".", "a/../..
 @given(name=st.one_of(st.sampled_from(HOSTILE), st.text(max_size=30)))
 def test_names_from_data_stay_in_their_folder(name: str) -> None:
     from neuronmap.explore.figures import _safe_name
-    from neuronmap.outliers.synthesize import _slug
+    from neuronmap.outliers.synthesis import _slug
 
     folder = Path("/run/folder")
     for made in (_slug(name), _safe_name(name)):

@@ -9,7 +9,7 @@ import torch
 
 from neuronmap.models.loader import load_model
 from neuronmap.trace.batch import collate, encode, forward_logits
-from neuronmap.trace.runner import trace
+from neuronmap.trace.runner import trace_run
 
 pytestmark = pytest.mark.integration
 
@@ -40,7 +40,7 @@ def test_eiffel_tower_predicts_paris(smol):
 def test_trace_five_facts(tmp_path, smol):
     path = tmp_path / "five.jsonl"
     path.write_text("".join(json.dumps({"text": t, "target": a, "subject": s}) + "\n" for t, a, s in FIVE))
-    res = trace(
+    res = trace_run(
         out=tmp_path / "run",
         contexts=str(path),
         model="smollm2-135m",

@@ -13,7 +13,7 @@ from neuronmap.errors import NeuronmapError
 from neuronmap.models import memory
 from neuronmap.models.memory import Budget, memory_budget
 from neuronmap.trace.plan import method_bytes, plan_batches
-from neuronmap.trace.runner import TraceConfig, trace
+from neuronmap.trace.runner import TraceConfig, trace_run
 from neuronmap.trace.store import RunDir
 
 
@@ -88,13 +88,13 @@ def test_a_split_trace_gives_the_scores_of_an_unsplit_one(tmp_path: Path, tiny_m
     ctx = _facts(tmp_path)
     kw = {"contexts": str(ctx), "model": "tiny-gpt2", "dtype": "float64", "keep": "all", "method": method,
           "batch_size": 6, "candidates": 16, "progress": False}  # fmt: skip
-    whole = trace(out=tmp_path / "whole", **kw)
+    whole = trace_run(out=tmp_path / "whole", **kw)
     lm = tiny_models("tiny-gpt2")
     config = TraceConfig(method=method, batch_size=6)
     tokens = max(len(ids) for ids in whole.contexts["input_ids"])
     # room for two contexts (attribution) or for a quarter of ablation's copies per forward
     fits = method_bytes(lm.footprint, config, [0, 1], 2, tokens, 1, 12)
-    split = trace(out=tmp_path / "split", max_memory=fits, **kw)
+    split = trace_run(out=tmp_path / "split", max_memory=fits, **kw)
     plan = RunDir(tmp_path / "split").stage("trace")["timing"]["memory"]
     unsplit = RunDir(tmp_path / "whole").stage("trace")["timing"]["memory"]
     assert unsplit["batches"] == 1 and unsplit["chunk"] == 48
@@ -112,7 +112,9 @@ def test_a_context_that_cannot_fit_is_refused_before_anything_is_written(tmp_pat
         NeuronmapError,
         match=rf"^{ctx}: line 1: 8 tokens need about \d+ MB for attribution, more than the 20 MB \(--max-memory 20MB\)",
     ):
-        trace(out=tmp_path / "run", contexts=str(ctx), model="tiny-gpt2", max_memory="20MB", progress=False)
+        trace_run(
+            out=tmp_path / "run", contexts=str(ctx), model="tiny-gpt2", max_memory="20MB", progress=False
+        )
     assert not (tmp_path / "run").exists()
 
 

@@ -17,7 +17,7 @@ from neuronmap.outliers.metrics import (
     msp_score,
     true_class_margin,
 )
-from neuronmap.outliers.synthesize import boundary_crossings, nearest_indices
+from neuronmap.outliers.synthesis import boundary_crossings, nearest_indices
 
 
 def _sklearn_fpr(id_scores, ood_scores, tpr=0.95):

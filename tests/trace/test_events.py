@@ -12,7 +12,7 @@ import torch
 
 from neuronmap.errors import NeuronmapError
 from neuronmap.trace.events import Window, document_windows, final_norm, score_windows, top_events
-from neuronmap.trace.runner import trace
+from neuronmap.trace.runner import trace_run
 
 TEXT = "The quick brown fox jumps over the lazy dog because it was tired of running all day long."
 
@@ -169,7 +169,7 @@ def _documents(tmp_path: Path) -> Path:
 
 def test_each_token_run_writes_the_contract(tmp_path: Path) -> None:
     docs = _documents(tmp_path)
-    res = trace(out=tmp_path / "run", model="tiny-gpt2", contexts=str(docs), each_token=True, method="direct",
+    res = trace_run(out=tmp_path / "run", model="tiny-gpt2", contexts=str(docs), each_token=True, method="direct",
                 top_k=5, progress=False)  # fmt: skip
     documents = pd.read_parquet(tmp_path / "run" / "documents.parquet")
     events = res.contexts
@@ -192,15 +192,17 @@ def test_each_token_run_writes_the_contract(tmp_path: Path) -> None:
 def test_each_token_refusals(tmp_path: Path) -> None:
     docs = _documents(tmp_path)
     with pytest.raises(NeuronmapError, match="--each-token takes --method direct, attribution, activation"):
-        trace(out=tmp_path / "r", model="tiny-gpt2", contexts=str(docs), each_token=True, method="ablation")
+        trace_run(
+            out=tmp_path / "r", model="tiny-gpt2", contexts=str(docs), each_token=True, method="ablation"
+        )
     with pytest.raises(NeuronmapError, match="--each-token keeps every event"):
-        trace(out=tmp_path / "r", model="tiny-gpt2", contexts=str(docs), each_token=True, keep="known")
+        trace_run(out=tmp_path / "r", model="tiny-gpt2", contexts=str(docs), each_token=True, keep="known")
     with pytest.raises(NeuronmapError, match="a document has no 'target' or 'subject' field"):
         bad = tmp_path / "bad.jsonl"
         bad.write_text(json.dumps({"text": "a b c", "target": "d"}) + "\n")
-        trace(out=tmp_path / "r", model="tiny-gpt2", contexts=str(bad), each_token=True, progress=False)
+        trace_run(out=tmp_path / "r", model="tiny-gpt2", contexts=str(bad), each_token=True, progress=False)
     with pytest.raises(NeuronmapError, match="no document has more than --min-prefix 5000 tokens"):
-        trace(
+        trace_run(
             out=tmp_path / "r",
             model="tiny-gpt2",
             contexts=str(docs),

@@ -16,7 +16,7 @@ import pytest
 
 from neuronmap.errors import NeuronmapError
 from neuronmap.trace import runner
-from neuronmap.trace.runner import TraceConfig, trace
+from neuronmap.trace.runner import TraceConfig, trace_run
 from neuronmap.trace.store import RunDir
 
 FACTS = [
@@ -43,7 +43,7 @@ def facts_file(tmp_path: Path) -> Path:
 def run_trace(out, contexts, **kw):
     kw.setdefault("model", "tiny-gpt2")
     kw.setdefault("progress", False)
-    return trace(out=out, contexts=str(contexts), **kw)
+    return trace_run(out=out, contexts=str(contexts), **kw)
 
 
 def test_tables_follow_the_contract(tmp_path, facts_file):
@@ -212,8 +212,8 @@ def test_resume_after_failure_equals_uninterrupted(tmp_path, facts_file, monkeyp
 
 KILL_SCRIPT = """
 import sys
-from neuronmap.trace.runner import trace
-trace(out=sys.argv[1], contexts=sys.argv[2], model="tiny-gpt2", part_size=1, batch_size=1, progress=False,
+from neuronmap.trace.runner import trace_run
+trace_run(out=sys.argv[1], contexts=sys.argv[2], model="tiny-gpt2", part_size=1, batch_size=1, progress=False,
       method="integrated-gradients", steps=4)
 """
 
@@ -302,7 +302,7 @@ def test_mean_ablation_and_config_object(tmp_path, facts_file):
         candidates=16,
         top_k=16,
     )
-    res = trace(config, tmp_path / "run", progress=False)
+    res = trace_run(config, tmp_path / "run", progress=False)
     assert (res.scores.groupby("context_id").size() == 16).all()
     assert "attribution" in res.scores.columns
 

@@ -12,7 +12,7 @@ from neuronmap.errors import NeuronmapError
 from neuronmap.models.loader import context_window
 from neuronmap.models.tiny import gpt2_tokenizer
 from neuronmap.trace.batch import Encoded, encode, fit_window
-from neuronmap.trace.runner import trace
+from neuronmap.trace.runner import trace_run
 from neuronmap.trace.store import RunDir
 
 LONG = " ".join(f"word{i}" for i in range(200)) + " and the last word is"  # > 256 GPT-2 tokens
@@ -56,7 +56,7 @@ def test_a_long_context_is_refused_with_its_line(tmp_path: Path) -> None:
     n = len(encode(gpt2_tokenizer(), LONG, "x").input_ids)
     out = tmp_path / "run"
     with pytest.raises(NeuronmapError) as info:
-        trace(out=out, contexts=str(ctx), model="tiny-gpt2", progress=False)
+        trace_run(out=out, contexts=str(ctx), model="tiny-gpt2", progress=False)
     assert str(info.value) == (
         f"{ctx}: line 2: {n} tokens, longer than the model's window of 256 (--truncate left keeps the last 256)"
     )
@@ -67,7 +67,7 @@ def test_truncate_left_traces_the_last_window_and_records_the_cut(tmp_path: Path
     rows = [{"text": "Paris is in", "target": "France"}, {"text": LONG, "target": "x"}]
     ctx = _write(tmp_path / "ctx.jsonl", rows)
     full = encode(gpt2_tokenizer(), LONG, "x")
-    res = trace(
+    res = trace_run(
         out=tmp_path / "run",
         contexts=str(ctx),
         model="tiny-gpt2",
@@ -90,7 +90,7 @@ def test_truncate_left_traces_the_last_window_and_records_the_cut(tmp_path: Path
     # the cut context's scores come from its last 256 tokens: the same as tracing those tokens as a context
     tail = gpt2_tokenizer().decode(list(full.input_ids[cut:]))
     assert list(encode(gpt2_tokenizer(), tail, "x").input_ids) == list(full.input_ids[cut:])
-    ref = trace(out=tmp_path / "ref", contexts=str(_write(tmp_path / "t.jsonl", [{"text": tail, "target": "x"}])),
+    ref = trace_run(out=tmp_path / "ref", contexts=str(_write(tmp_path / "t.jsonl", [{"text": tail, "target": "x"}])),
                 model="tiny-gpt2", keep="all", dtype="float64", progress=False)  # fmt: skip
     got = res.scores[res.scores.context_id == 1].drop(columns="context_id").reset_index(drop=True)
     want = ref.scores.drop(columns="context_id").reset_index(drop=True)
@@ -99,10 +99,10 @@ def test_truncate_left_traces_the_last_window_and_records_the_cut(tmp_path: Path
 
 def test_without_truncation_the_summary_says_nothing_of_it(tmp_path: Path) -> None:
     ctx = _write(tmp_path / "ctx.jsonl", [{"text": "Paris is in", "target": "France"}])
-    res = trace(out=tmp_path / "run", contexts=str(ctx), model="tiny-gpt2", keep="all", progress=False)
+    res = trace_run(out=tmp_path / "run", contexts=str(ctx), model="tiny-gpt2", keep="all", progress=False)
     assert "truncated" not in res.summary
 
 
 def test_an_unknown_truncation_is_refused_before_loading(tmp_path: Path) -> None:
     with pytest.raises(NeuronmapError, match="--truncate must be left"):
-        trace(out=tmp_path / "run", contexts="builtin:facts", model="no-such-model", truncate="right")
+        trace_run(out=tmp_path / "run", contexts="builtin:facts", model="no-such-model", truncate="right")

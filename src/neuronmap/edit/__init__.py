@@ -20,7 +20,8 @@ _LAZY = {
     "second_moments": "neuronmap.edit.stats",
     "SecondMoment": "neuronmap.edit.stats",
     "trace_fact": "neuronmap.edit.experiments.causal_trace",
-    "trace_facts": "neuronmap.edit.experiments.causal_trace",
+    "run_causal_trace": "neuronmap.edit.api",  # what `neuronmap causal-trace` calls (several facts, a run)
+    "run_eval": "neuronmap.edit.api",  # what `neuronmap edit-eval` calls
     "evaluate": "neuronmap.edit.experiments.evaluate",
     "load_records": "neuronmap.edit.dsets",
 }

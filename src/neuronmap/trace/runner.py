@@ -201,7 +201,7 @@ class TraceResult:
         return self.run.scores()
 
 
-def trace(
+def trace_run(
     config: TraceConfig | None = None,
     out: str | Path = "runs/trace",
     *,
@@ -212,7 +212,7 @@ def trace(
 ) -> TraceResult:
     """Trace neuron importance for a set of contexts into the run directory ``out``.
 
-    ``config`` fields may also be given as keyword arguments (``trace(out="runs/x", method="ablation")``). An already
+    ``config`` fields may also be given as keyword arguments (``trace_run(out="runs/x", method="ablation")``). An already
     ``loaded`` model may be passed to skip loading (it must be the model ``config.model`` names). With ``group_by``,
     ``neuronmap.contexts.grouping.group_run`` adds its group columns once the trace is complete (or was already).
     """

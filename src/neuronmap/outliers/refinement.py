@@ -28,7 +28,7 @@ from neuronmap.errors import NeuronmapError
 from neuronmap.outliers.classifier import Classifier
 from neuronmap.outliers.generative import make_generative
 from neuronmap.outliers.metrics import accuracy, mean_std, true_class_margin
-from neuronmap.outliers.synthesize import boundary_points, nearest_indices
+from neuronmap.outliers.synthesis import boundary_points, nearest_indices
 from neuronmap.outliers.train import DataConfig, Prepared, prepare
 from neuronmap.outliers.vos import TrainConfig, fit_head, single_threaded
 
