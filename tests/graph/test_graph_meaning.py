@@ -424,27 +424,28 @@ def test_group_alignment_needs_two_varying_labellings():
 
 
 def test_shuffles_respect_documents():
-    from neuronmap.graph.meaning import shuffle_kind, shuffled
+    from neuronmap.graph.meaning import label_shuffle
 
     blocks = np.array([5, 5, 5, 2, 2, 9, 9, 9, 9])
     topic = np.array([1, 1, 1, 0, 0, 1, 1, 1, 1])
     pos = np.array([0, 1, 2, 0, 3, 1, 1, 0, 2])
-    assert shuffle_kind(topic, None) == "contexts"
-    assert shuffle_kind(topic, blocks) == "documents"
-    assert shuffle_kind(pos, blocks) == "within documents"
+    assert label_shuffle(topic, None)[0] == "contexts"
+    kind_topic, between = label_shuffle(topic, blocks)
+    kind_pos, within = label_shuffle(pos, blocks)
+    assert (kind_topic, kind_pos) == ("documents", "within documents")
     rng = np.random.default_rng(0)
     moved = False
     for _ in range(50):
-        between = shuffled(topic, blocks, "documents", rng)
+        drawn = between(rng)
         # each document keeps one label, taken from some document: its rows agree, the labels' multiset per
         # document is a permutation of the documents' labels
-        per_doc = {b: set(between[blocks == b]) for b in np.unique(blocks)}
+        per_doc = {b: set(drawn[blocks == b]) for b in np.unique(blocks)}
         assert all(len(v) == 1 for v in per_doc.values())
         assert sorted(v.pop() for v in per_doc.values()) == [0, 1, 1]
-        within = shuffled(pos, blocks, "within documents", rng)
+        shuffled = within(rng)
         for b in np.unique(blocks):  # each document's labels are its own, reordered
-            assert sorted(within[blocks == b]) == sorted(pos[blocks == b])
-        moved |= not np.array_equal(within, pos)
+            assert sorted(shuffled[blocks == b]) == sorted(pos[blocks == b])
+        moved |= not np.array_equal(shuffled, pos)
     assert moved
 
 

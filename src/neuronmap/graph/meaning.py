@@ -44,6 +44,7 @@ Groups
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -162,35 +163,33 @@ def dominant_clusters(
     return dominant
 
 
-def shuffle_kind(values: np.ndarray, blocks: np.ndarray | None) -> str:
-    """How :func:`group_alignment` shuffles a label: ``contexts`` (no documents), ``documents`` (the label is
-    constant within each document) or ``within documents``."""
+def label_shuffle(
+    values: np.ndarray, blocks: np.ndarray | None
+) -> tuple[str, Callable[[np.random.Generator], np.ndarray]]:
+    """The label-shuffle null of one group column: its kind, ``contexts`` (no documents), ``documents`` (the
+    label is constant within each document: documents trade labels) or ``within documents`` (events trade labels
+    within their document), and a function drawing one shuffle. What does not change between draws (the
+    documents' labels, the rows grouped by document) is computed once."""
     if blocks is None:
-        return "contexts"
+        return "contexts", lambda rng: rng.permutation(values)
     order = np.lexsort((values, blocks))
-    same_block = blocks[order][1:] == blocks[order][:-1]
-    return (
-        "within documents" if np.any(same_block & (values[order][1:] != values[order][:-1])) else "documents"
-    )
-
-
-def shuffled(
-    values: np.ndarray, blocks: np.ndarray | None, kind: str, rng: np.random.Generator
-) -> np.ndarray:
-    """One draw of the label-shuffle null of ``kind`` (:func:`shuffle_kind`)."""
-    if kind == "contexts":
-        return rng.permutation(values)
-    assert blocks is not None
-    if kind == "documents":
+    varies = np.any((blocks[order][1:] == blocks[order][:-1]) & (values[order][1:] != values[order][:-1]))
+    if not varies:
         names, index = np.unique(blocks, return_inverse=True)
         label = np.empty(len(names), values.dtype)
         label[index] = values  # constant within a block, so any of its rows gives it
-        return label[rng.permutation(len(names))][index]
+        return "documents", lambda rng: label[rng.permutation(len(names))][index]
     grouped = np.argsort(blocks, kind="stable")  # rows block by block
-    mixed = np.lexsort((rng.random(len(values)), blocks))  # the same blocks, rows in random order within each
-    out = np.empty_like(values)
-    out[grouped] = values[mixed]
-    return out
+
+    def within(rng: np.random.Generator) -> np.ndarray:
+        mixed = np.lexsort(
+            (rng.random(len(values)), blocks)
+        )  # the same blocks, rows in random order within each
+        out = np.empty_like(values)
+        out[grouped] = values[mixed]
+        return out
+
+    return "within documents", within
 
 
 def group_alignment(
@@ -209,7 +208,7 @@ def group_alignment(
         ok = (dominant >= 0) & (code >= 0)
         clusters, values = dominant[ok], code[ok]
         block = None if blocks is None else blocks[ok]
-        kind = shuffle_kind(values, block)
+        kind, draw = label_shuffle(values, block)
         entry: dict[str, Any] = {
             "contexts": int(ok.sum()),
             "values": int(len(np.unique(values))),
@@ -229,12 +228,7 @@ def group_alignment(
             names_document = kind == "documents" and entry["values"] == len(np.unique(block))
             draws = 0 if names_document else n_permutations
             rng = np.random.default_rng(np.random.SeedSequence([seed, 2, i]))
-            null = np.array(
-                [
-                    adjusted_mutual_info_score(shuffled(values, block, kind, rng), clusters)
-                    for _ in range(draws)
-                ]
-            )
+            null = np.array([adjusted_mutual_info_score(draw(rng), clusters) for _ in range(draws)])
             entry |= {"ami": real, "samples": draws}
             if names_document:
                 entry["note"] = "one value per document: no shuffle of documents can test it"
