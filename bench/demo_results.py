@@ -18,6 +18,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench.timing import run_timed
+
 HERE = Path(__file__).parent
 ROOT = HERE.parent
 RESULT = HERE / "results" / "demo.json"
@@ -32,15 +34,8 @@ def run_demo(folder: Path) -> dict[str, float]:
     shutil.rmtree(folder, ignore_errors=True)
     # not timed: the README times the demo with the setup done
     subprocess.run(["make", "setup"], cwd=ROOT, check=True)
-    start = time.perf_counter()
-    proc = subprocess.Popen(["make", "demo", f"DEMO={folder}"], cwd=ROOT)
-    _, status, usage = os.wait4(proc.pid, 0)
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise SystemExit("make demo failed")
-    return {
-        "wall_seconds": round(time.perf_counter() - start, 1),
-        "cpu_seconds": round(usage.ru_utime + usage.ru_stime, 1),
-    }
+    seconds, usage = run_timed(["make", "demo", f"DEMO={folder}"], cwd=ROOT)
+    return {"wall_seconds": round(seconds, 1), "cpu_seconds": round(usage.ru_utime + usage.ru_stime, 1)}
 
 
 def collect(folder: Path) -> dict[str, Any]:

@@ -22,11 +22,11 @@ import contextlib
 import json
 import os
 import shutil
-import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
+
+from bench.timing import run_timed
 
 HERE = Path(__file__).parent
 RESULTS = HERE / "results" / "data_scaling.json"
@@ -57,12 +57,8 @@ def _lower_priority(nice: int) -> None:
 
 def _child(args: list[str], nice: int) -> dict[str, float]:
     """Run ``neuronmap ARGS``; its wall seconds and peak resident MB (the kernel's, for that child alone)."""
-    start = time.perf_counter()
-    proc = subprocess.Popen([*NEURONMAP, *args], preexec_fn=(lambda: _lower_priority(nice)) if nice else None)
-    _, status, usage = os.wait4(proc.pid, 0)
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise SystemExit(f"failed: neuronmap {' '.join(args)}")
-    return {"seconds": round(time.perf_counter() - start, 1), "peak_mb": round(usage.ru_maxrss / 1024)}
+    seconds, usage = run_timed([*NEURONMAP, *args], preexec=(lambda: _lower_priority(nice)) if nice else None)
+    return {"seconds": round(seconds, 1), "peak_mb": round(usage.ru_maxrss / 1024)}
 
 
 def trace_stage(docs: int, runs: Path, threads: int, nice: int, old: dict[str, Any]) -> dict[str, Any] | None:
