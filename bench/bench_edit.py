@@ -5,14 +5,18 @@
 - value-step: one step of ROME's value search (blocks before the edited layer replayed, logits only where the
   loss reads them), against a plain forward + backward of the same rows. Target: at most 0.9x.
 
-Runs alternate and the median is used, since this machine is shared.
+Runs alternate and the median is used, since this machine is shared. A full run writes
+``bench/results/edit.json``, which the README quotes.
 """
 
 from __future__ import annotations
 
+import json
+import os
 import statistics
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 
@@ -28,6 +32,7 @@ from neuronmap.edit.experiments.causal_trace import (
 from neuronmap.models.loader import LoadedModel, load_model
 
 Row = dict[str, object]
+RESULT = Path(__file__).parent / "results" / "edit.json"
 FACT = Fact(0, "The {} is located in the city of", "Eiffel Tower", "Paris")
 
 
@@ -61,8 +66,8 @@ def _trace_rows(lm: LoadedModel, layers: tuple[int, ...], repeats: int) -> Row:
 def _value_rows(lm: LoadedModel, layer: int, repeats: int) -> Row:
     from neuronmap.edit.algorithm.request import Request
     from neuronmap.edit.algorithm.values import _rows
-    from neuronmap.edit.hooks import OutputHooks, block_name, replay_blocks
     from neuronmap.edit.scoring import logits_at
+    from neuronmap.models.output_hooks import OutputHooks, block_name, replay_blocks
 
     rows = _rows(lm, Request("{} is located in the city of", "Eiffel Tower", "Rome"), [""] * 11, ("{} is a",))
     proj, before = lm.adapter.names[layer], block_name(lm.adapter, layer - 1)
@@ -94,4 +99,7 @@ def run(quick: bool = False) -> list[Row]:
         ("value-step", _value_rows(lm, 1 if quick else 6, 2 if quick else 5), 0.9),
     ):
         out.append({"benchmark": bench, **row, "unit": "x plain", "ok": row["value"] <= limit})
+    if not quick:  # the README quotes the full run
+        meta = {"when": time.strftime("%Y-%m-%d %H:%M"), "load_average": os.getloadavg()[0]}
+        RESULT.write_text(json.dumps({"meta": meta, "rows": out}, indent=2) + "\n")
     return out

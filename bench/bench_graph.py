@@ -203,7 +203,7 @@ def synthetic_trace(n_contexts: int, top: int = 100, n_layers: int = 12, d_mlp: 
 def _child_edges(folder: Path, n_contexts: int, n_layers: int, d_mlp: int) -> dict:
     """Write the synthetic run (as trace would) and its edges table."""
     from neuronmap.graph.bipartite import build_edges
-    from neuronmap.trace.store import RunDir, atomic_write_parquet
+    from neuronmap.rundir import RunDir, atomic_write_parquet
 
     contexts, scores = synthetic_trace(n_contexts, n_layers=n_layers, d_mlp=d_mlp)
     start = time.perf_counter()

@@ -267,3 +267,144 @@ def test_reproduce_costs_match_the_result_files(prose: str) -> None:
                                                            "eval-wiki-strong-vos.json", "refine-wiki.json")}  # fmt: skip
     assert f"cached afterwards: {seconds.pop('eval-wiki.json'):.0f} s in all" in prose
     assert "each later command then takes under a minute" in prose and max(seconds.values()) < 60
+
+
+# Options added after the first result files were committed, with the value those files ran with.
+_LATER_OPTIONS = {"train": {"logistic_sign": "positive"}, "refine": {"space": "feature"}}
+
+
+def _same_options(variant: dict, reference: dict, option: str, value: object) -> None:
+    """``variant`` ran the reference's command plus ``option``: same data, seeds and every other option."""
+    assert variant["data"] == reference["data"] and variant["seeds"] == reference["seeds"]
+    for key, later in _LATER_OPTIONS.items():
+        if key in reference:
+            mine, theirs = {**later, **variant[key]}, {**later, **reference[key]}
+            if option in later:
+                assert mine.pop(option) == value and theirs.pop(option) == later[option]
+            assert mine == theirs, key
+
+
+def test_free_sign_claims_match_their_result_files(prose: str, wiki: dict, sentiment: dict) -> None:
+    """The free-sign bullet, from the ``--logistic-sign free`` runs (which record each seed's logistic weight)."""
+    free = {
+        "sentiment": _result("eval-sentiment-free-sign.json"),
+        "topic": _result("eval-wiki-free-sign.json"),
+    }
+    positive = {"sentiment": sentiment, "topic": wiki}
+    quoted = {"sentiment": "far", "topic": "near"}  # the OOD set quoted per classifier
+    negative: dict[str, list[str]] = {}
+    for name, result in free.items():
+        _same_options(result, positive[name], "logistic_sign", "free")
+        # the baseline does not use the logistic: the same numbers as the committed run
+        assert result["aggregate"]["baseline"] == positive[name]["aggregate"]["baseline"]
+        vos, base = result["runs"]["vos"], result["runs"]["baseline"]
+        negative[name] = [s for s in vos if vos[s]["logistic_weight"] < 0]
+        # "the odd ones out": every negative-weight seed moved further from its baseline than any positive one
+        auroc = {s: (vos[s], base[s]) for s in vos}
+        moved = {
+            s: abs(v["ood"][quoted[name]]["energy"]["auroc"] - b["ood"][quoted[name]]["energy"]["auroc"])
+            for s, (v, b) in auroc.items()
+        }
+        assert negative[name] and min(moved[s] for s in negative[name]) > max(
+            moved[s] for s in vos if s not in negative[name]
+        )
+
+    def per_seed(name: str, variant: str, ood_set: str, seeds: list[str]) -> list[str]:
+        runs = free[name]["runs"][variant]
+        return [_pct(runs[s]["ood"][ood_set]["energy"]["auroc"]) for s in seeds]
+
+    seeds = [str(s) for s in free["sentiment"]["seeds"]]
+    senti = per_seed("sentiment", "vos", "far", seeds)
+    stat = free["sentiment"]["aggregate"]["vos"]["ood"]["far"]["energy"]["auroc"]
+    assert (
+        f"sentiment far-OOD energy AUROC {', '.join(senti[:-1])} and {senti[-1]} "
+        f"(mean {_cell(stat)}) and topic near-OOD {', '.join(per_seed('topic', 'vos', 'near', seeds))}."
+    ) in prose
+
+    def seed_words(ids: list[str]) -> str:
+        return f"seed {ids[0]}" if len(ids) == 1 else f"seeds {', '.join(ids[:-1])} and {ids[-1]}"
+
+    assert (
+        f"(s{seed_words(negative['sentiment'])[1:]} on sentiment, {seed_words(negative['topic'])} on topics)"
+        in prose
+    )
+    # the topic classifier's negative seed: lower near- and far-OOD AUROC than without VOS
+    (t,) = negative["topic"]
+    near = per_seed("topic", "vos", "near", [t]) + per_seed("topic", "baseline", "near", [t])
+    far = per_seed("topic", "vos", "far", [t]) + per_seed("topic", "baseline", "far", [t])
+    assert f"(near-OOD {near[0]} vs {near[1]} without VOS, far-OOD {far[0]} vs {far[1]})" in prose
+    assert float(near[0]) < float(near[1]) and float(far[0]) < float(far[1])
+    # the sentiment classifier's negative seeds: its only per-seed far-OOD AUROCs above 50
+    neg = negative["sentiment"]
+    vos_neg = per_seed("sentiment", "vos", "far", neg)
+    base_neg = per_seed("sentiment", "baseline", "far", neg)
+    assert f"({' and '.join(vos_neg)} vs {' and '.join(base_neg)} without VOS)" in prose
+    above = [
+        (label, variant, s, score)
+        for label, result in (("free", free["sentiment"]), ("positive", sentiment))
+        for variant, runs in result["runs"].items()
+        for s, run in runs.items()
+        for score, metrics in run["ood"]["far"].items()
+        if metrics["auroc"] > 0.5
+    ]
+    assert sorted(above) == sorted(("free", "vos", s, "energy") for s in neg)
+    assert sentiment["aggregate"]["baseline"]["ood"]["far"]["energy"]["auroc"]["mean"] < 0.5
+    # the positive weight: a steady sentiment far-OOD result, lower than without VOS on every seed
+    steady = sentiment["aggregate"]["vos"]["ood"]["far"]["energy"]["auroc"]
+    assert f"(sentiment far-OOD std {_pct(steady['std'])} instead of {_pct(stat['std'])})" in prose
+    assert steady["std"] < stat["std"]
+    assert (
+        f"lowers sentiment far-OOD energy AUROC on every seed (mean {_metric(sentiment, 'vos', 'far', 'energy', 'auroc')} "
+        f"vs {_metric(sentiment, 'baseline', 'far', 'energy', 'auroc')})"
+    ) in prose
+    for s, run in sentiment["runs"]["vos"].items():
+        base = sentiment["runs"]["baseline"][s]["ood"]["far"]["energy"]["auroc"]
+        assert run["ood"]["far"]["energy"]["auroc"] < base, s
+    assert "(`--logistic-sign free`)" in prose
+
+
+def test_refine_spaces_match_their_result_files(prose: str) -> None:
+    """Nearest in logit or whitened space: the same result as random, from ``--space logit|whitened``."""
+    feature = _result("refine-wiki.json")
+    spaces = {space: _result(f"refine-wiki-{space}.json") for space in ("logit", "whitened")}
+    last = {}
+    for space, result in spaces.items():
+        _same_options(result, feature, "space", space)
+        # the space moves only the boundary strategy's picks: everything else is the committed run's
+        for s, runs in result["runs"].items():
+            assert {k: v for k, v in runs.items() if k != "boundary"} == {
+                k: v for k, v in feature["runs"][s].items() if k != "boundary"
+            }
+        agg = result["aggregate"]
+        last[space] = agg["boundary"][-1]
+        random = agg["random"][-1]
+        for metric in ("accuracy", "hard_accuracy"):  # "the same result as random, within one std"
+            b, r = last[space][metric], random[metric]
+            assert abs(b["mean"] - r["mean"]) <= max(b["std"], r["std"]), (space, metric)
+    random = feature["aggregate"]["random"][-1]
+    assert feature["refine"]["rounds"] == 3 and "after three rounds" in prose
+
+    def pair(stats: dict) -> str:
+        return f"{_cell(stats['accuracy'])} / {_cell(stats['hard_accuracy'])}"
+
+    assert (
+        f"(`--space logit`, `--space whitened`) gave the same result as random, within one standard deviation "
+        f"(accuracy / hard accuracy after three rounds: {pair(last['logit'])} and {pair(last['whitened'])}, "
+        f"random {pair(random)})"
+    ) in prose
+
+
+def test_variant_commands_are_in_the_reproduce_block(section: str, prose: str) -> None:
+    block = section[section.index("Reproduce (") :]
+    commands = " ".join(block[block.index("```") : block.index("```", block.index("```") + 3)].split())
+    for option, out in (
+        ("--logistic-sign free", "eval-wiki-free-sign"),
+        ("--logistic-sign free", "eval-sentiment-free-sign"),
+        ("--space logit", "refine-wiki-logit"),
+        ("--space whitened", "refine-wiki-whitened"),
+    ):
+        assert f"{option} --out runs/{out}" in commands
+        assert f"`{out}.json`" in prose
+    seconds = [_result(f"{name}.json")["seconds"] for name in ("eval-wiki-free-sign", "eval-sentiment-free-sign",
+                                                                 "refine-wiki-logit", "refine-wiki-whitened")]  # fmt: skip
+    assert "the four variants at the end each took under two minutes" in prose and max(seconds) < 120

@@ -103,7 +103,8 @@ def test_data_scaling_study_matches_its_result_file() -> None:
     table = readme_table(entries)
     assert table in raw
     assert "](bench/results/data_scaling.png)" in raw and (RESULTS / "data_scaling.png").is_file()
-    section = raw[raw.index("### More data, more meaning?") : raw.index("## Explore:")]
+    start = raw.index("### More data, more meaning?")
+    section = raw[start : re.search(r"\n##+ ", raw[start + 4 :]).start() + start + 4]  # to the next heading
     prose = "\n".join(line for line in section.splitlines() if not line.startswith("|"))
     allowed = set(NUMBER.findall(table))
     for e in entries:
@@ -114,8 +115,11 @@ def test_data_scaling_study_matches_its_result_file() -> None:
         }
         allowed |= {f"{e['map']['peak_mb']:,}", str(e["map"]["null_samples"])}
         allowed |= {f"{c['size']:,}" for c in e["largest_clusters"]}
-    # the study's settings: sizes, --min-prefix, Leiden's resolution 1, 5 stability seeds
-    allowed |= {f"{n:,}" for n in SIZES} | {TRACE[TRACE.index("--min-prefix") + 1], "1", "5"}
+    # the study's settings: sizes, --min-prefix, --batch-size, Leiden's resolution 1, 5 stability seeds
+    allowed |= {f"{n:,}" for n in SIZES} | {
+        TRACE[TRACE.index(o) + 1] for o in ("--min-prefix", "--batch-size")
+    }
+    allowed |= {"1", "5"}
     allowed |= {str(GROUP_PERMUTATIONS), str(COHERENCE_ALPHA), str(round(1 / (GROUP_PERMUTATIONS + 1), 3))}
     hours = 1e6 / _result("events.json")["events_per_second"] / 3600  # a million events at the bench's rate
     allowed.add(str(round(hours, 1)))
@@ -189,3 +193,12 @@ def test_map_scale_numbers_match_their_result_file(readme: str) -> None:
         f"{rows['leiden time, projection included ' + small]:.2f} s against "
         f"{rows['original (networkx + python-louvain) time ' + small]:.1f} s"
     ) in readme
+
+
+def test_causal_trace_replay_matches_its_result_file(readme: str) -> None:
+    row = next(r for r in _result("edit.json")["rows"] if r["benchmark"] == "causal-trace")
+    cells = int(re.search(r"(\d+) cells", row["case"]).group(1))
+    assert (
+        f"on SmolLM2 a fact's grid of {cells} cells takes {row['value']:g} times the time of one hooked pass per cell"
+        in readme
+    )

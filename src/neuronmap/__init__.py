@@ -6,8 +6,7 @@ do not pay for, or depend on, torch.
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import Any
+from neuronmap.lazy import lazy_exports
 
 __version__ = "0.1.0"
 
@@ -19,15 +18,14 @@ _LAZY = {
     "load_contexts": "neuronmap.contexts.loaders",
     "trace_run": "neuronmap.trace.runner",  # not "trace": that is the subpackage, which would shadow it
     "TraceConfig": "neuronmap.trace.runner",
-    "RunDir": "neuronmap.trace.store",
+    "RunDir": "neuronmap.rundir",
     "map_run": "neuronmap.graph.api",
+    "verify_clusters": "neuronmap.verify.api",
+    "open_run": "neuronmap.notebook",
+    "Run": "neuronmap.notebook",
     "NeuronmapError": "neuronmap.errors",
 }
 
 __all__ = ["__version__", *_LAZY]
 
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'neuronmap' has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _LAZY)

@@ -233,6 +233,11 @@ def trace_cmd(
         f"({s['contexts_dropped']} dropped), {s['score_rows']} scores over {s['neurons_with_scores']} neurons, "
         f"{s['seconds']} s"
     )
+    if s.get("targets"):  # runs traced before it was recorded have none
+        from neuronmap.trace.targets import target_line
+
+        line = target_line(s["targets"], "events", hint=None) if each_token else target_line(s["targets"])
+        out_console.print(line, markup=False, highlight=False)
     if "truncated" in s:
         t = s["truncated"]
         out_console.print(
@@ -493,6 +498,92 @@ def _print_map_summary(s: dict, path: Path, null_seconds: float | None = None) -
         out.print(f"note: {note}")
 
 
+# ---- verify (causal check of the clusters) ----------------------------------------------------------------
+@app.command("verify")
+def verify_cmd(
+    run: Annotated[Path, typer.Argument(help="Run directory mapped by `neuronmap map`.")],
+    clusters: Annotated[
+        str | None,
+        typer.Option(
+            help="Comma-separated cluster ids (default: every cluster of at least --min-size neurons)."
+        ),
+    ] = None,
+    ablate: Annotated[
+        str, typer.Option(help="zero | mean (the neurons' mean over the events' tokens).")
+    ] = "zero",
+    null_samples: Annotated[
+        int, typer.Option(help="Random neuron sets per cluster (same neurons per layer); p >= 1/(N+1).")
+    ] = 49,
+    max_events: Annotated[
+        int | None,
+        typer.Option(help="Events per cluster: its own (up to half or more), a seeded sample of the others."),
+    ] = 256,
+    tokens: Annotated[
+        int, typer.Option(help="A cluster's tokens: its top N over-represented tokens (lift > 1).")
+    ] = 10,
+    min_size: Annotated[int, typer.Option(help="Default clusters: those of at least this many neurons.")] = 2,
+    seed: Annotated[
+        int, typer.Option(help="Seed of the event samples, the null sets and the bootstrap.")
+    ] = 0,
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Rows per forward pass.")] = 16,
+    device: Annotated[str | None, typer.Option(help="cpu | cuda | auto.")] = None,
+    threads: Annotated[int | None, typer.Option(help="torch CPU threads.")] = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Check again even if done with these options.")
+    ] = False,
+) -> None:
+    """Causal check of the clusters: ablate each cluster's neurons; do its own tokens lose more log p than others?"""
+    from neuronmap.verify import verify_clusters
+
+    if threads is not None:
+        import torch
+
+        if threads < 1:
+            raise NeuronmapError("--threads must be at least 1")
+        torch.set_num_threads(threads)
+    result = verify_clusters(run, _int_list(clusters, "--clusters"), ablate=ablate, null_samples=null_samples,
+                             max_events=max_events, tokens=tokens, min_size=min_size, seed=seed, device=device,
+                             batch_size=batch_size, force=force, progress=True)  # fmt: skip
+    if result.reused:
+        console.print(f"{run}: already verified with these options (use --force to redo it)")
+    _print_verify(result.table, result.summary)
+
+
+def _print_verify(table, s: dict) -> None:  # type: ignore[no-untyped-def]
+    from rich.table import Table
+
+    out = _stdout()
+    table = table.astype(object).where(table.notna(), None)  # untested: "-"
+    shown = Table(
+        title=f"causal check ({s['params']['ablate']} ablation, {s['params']['null_samples']} null sets)"
+    )
+    for col in ("cluster", "neurons", "events in/out", "effect in", "effect out", "diff [95% CI]", "null", "p",
+                "q", "passes"):  # fmt: skip
+        shown.add_column(col)
+    for r in table.itertuples():
+        shown.add_row(
+            f"#{r.cluster}",
+            str(r.n_neurons),
+            f"{r.n_events_in}/{r.n_events_out}",
+            _fmt(r.effect_in, ".3f"),
+            _fmt(r.effect_out, ".3f"),
+            f"{_fmt(r.diff, '.3f')} [{_fmt(r.ci_low, '.3f')}, {_fmt(r.ci_high, '.3f')}]",
+            f"{_fmt(r.null_mean, '.3f')} ± {_fmt(r.null_sd, '.3f')}",
+            _fmt(r.p, ".3g"),
+            _fmt(r.p_adjusted, ".3g"),
+            "yes" if r.passes else "no",
+        )
+    out.print(shown)
+    share = s.get("share_passing")
+    out.print(
+        f"{len(s['passing'])} of {s['tested']} tested clusters pass ({_fmt(share, '.0%')}; "
+        f"{_fmt(s.get('passing_neuron_share'), '.0%')} of the map's neurons): {s['rule']}; p >= {s['p_floor']:.3g}"
+    )
+    untested = s["clusters"] - s["tested"]
+    if untested:
+        out.print(f"{untested} cluster(s) not tested: fewer than 2 events with, or without, their tokens")
+
+
 # ---- explore (explore stage) ------------------------------------------------------------------------------
 # EXPLORE COMMANDS: owned by the explore stage
 @app.command("explore")
@@ -525,6 +616,8 @@ def explore_cmd(
     )
     if s["groups"]:
         con.print("context groups: " + ", ".join(f"{c} ({n} values)" for c, n in s["groups"].items()))
+    if s.get("targets"):
+        con.print(s["targets"]["line"], markup=False, highlight=False)
     con.print("most token-specific clusters:")
     for c in s["specific"]:
         con.print(
@@ -614,6 +707,58 @@ def group_cmd(
                 f"{summary['senses']} senses over {summary['contexts_with_sense']} contexts (see senses.parquet)"
             )
         con.print(f"[bold]{name}[/]: {detail}")
+
+
+# ---- neuron dashboards (neurons stage) ------------------------------------------------------------------
+@app.command("neurons")
+def neurons_cmd(
+    run: Annotated[Path, typer.Argument(help="Run directory mapped by `neuronmap map`.")],
+    top_tokens: Annotated[
+        int, typer.Option("--top-tokens", help="Promoted and suppressed output tokens per neuron.")
+    ] = 10,
+    examples: Annotated[int, typer.Option("--examples", help="Top-activating examples per neuron.")] = 8,
+    before: Annotated[int, typer.Option(help="Tokens shown before an example's position.")] = 19,
+    after: Annotated[int, typer.Option(help="Tokens shown after an example's position.")] = 4,
+    max_texts: Annotated[
+        int | None,
+        typer.Option("--max-texts", help="Only the first N documents (each-token runs) or contexts."),
+    ] = None,
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Texts per forward pass.")] = 8,
+    model: Annotated[
+        str | None, typer.Option(help="The traced model, if run.json's cannot be loaded here.")
+    ] = None,
+    device: Annotated[str | None, typer.Option(help="cpu | cuda | auto.")] = None,
+    threads: Annotated[int | None, typer.Option(help="torch CPU threads.")] = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Replace dashboards made with other options.")
+    ] = False,
+) -> None:
+    """Neuron dashboards of a mapped run: output-token weights, top-activating examples, activation histograms."""
+    from neuronmap.neurons import neurons_run
+
+    if threads is not None:
+        import torch
+
+        if threads < 1:
+            raise NeuronmapError("--threads must be at least 1")
+        torch.set_num_threads(threads)
+    result = neurons_run(run, model=model, device=device, force=force, progress=True, top_tokens=top_tokens,
+                         examples=examples, before=before, after=after, max_texts=max_texts,
+                         batch_size=batch_size)  # fmt: skip
+    s = result.summary
+    con = _stdout()
+    state = "reused" if result.reused else "written"
+    con.print(
+        f"[bold]neuron dashboards {state}[/] in {result.path}: {s.get('neurons', 0):,} neurons, "
+        f"{s.get('examples', 0):,} examples from {s.get('positions', 0):,} positions of {s.get('texts', 0):,} texts"
+    )
+    logits = result.logits
+    if len(logits):
+        first = logits.iloc[0]
+        mine = logits[(logits["layer"] == first["layer"]) & (logits["neuron"] == first["neuron"])]
+        up = " ".join(repr(t) for t in mine[mine["sign"] > 0]["token"].head(5))
+        down = " ".join(repr(t) for t in mine[mine["sign"] < 0]["token"].head(5))
+        con.print(f"L{first['layer']}/{first['neuron']} promotes {up}; suppresses {down}")
 
 
 # ---- edit wing -------------------------------------------------------------------------------------------
@@ -730,6 +875,18 @@ def causal_trace_cmd(
         f"[bold]{out}[/]: {s['facts']} fact(s) traced ({s['facts_dropped']} dropped), "
         f"p clean {s['p_clean_mean']:.3f}, corrupted {s['p_corrupted_mean']:.3f}, {s['seconds']} s"
     )
+    from neuronmap.trace.targets import target_line
+
+    t = s["targets"]
+    if prompt is not None and t["not_top1"]:
+        con.print(
+            f"warning: the model does not predict {target!r} top-1 here (p clean {t['median_p']:.3g}): the trace "
+            "shows where a prediction the model does not make comes back (leave out --target to trace its own)",
+            markup=False,
+            highlight=False,
+        )
+    elif prompt is None:
+        con.print(target_line(t, "facts"), markup=False, highlight=False)
     for k, peak in s["peaks"].items():
         where = peak.get("position_class") or f"position {peak['position']} {peak['token']!r}"
         con.print(
@@ -1082,6 +1239,13 @@ _OGEN = Annotated[
     str, typer.Option("--generative", help="shared (Gaussians, shared covariance; VOS) | class | gmm.")
 ]
 _OCOMP = Annotated[int, typer.Option("--components", help="gmm: mixture components per class.")]
+_OSIGN = Annotated[
+    str,
+    typer.Option(
+        "--logistic-sign",
+        help="VOS: weight of the uncertainty logistic: positive (softplus) | free (the paper's, either sign).",
+    ),
+]
 _OSEEDS = Annotated[str, typer.Option("--seeds", help="Comma-separated training seeds.")]
 
 
@@ -1146,6 +1310,7 @@ def outliers_train_cmd(
     start_epoch: _OSTART = 10,
     generative: _OGEN = "shared",
     components: _OCOMP = 3,
+    logistic_sign: _OSIGN = "positive",
     device: _ODEVICE = None,
     dtype: _ODTYPE = None,
     threads: _OTHREADS = None,
@@ -1162,7 +1327,7 @@ def outliers_train_cmd(
         {"hidden": hidden, "epochs": epochs, "batch_size": batch_size, "lr": lr, "weight_decay": weight_decay,
          "dropout": dropout, "seed": seed, "vos": vos, "queue": queue, "sample_from": sample_from,
          "select": select, "loss_weight": loss_weight, "start_epoch": start_epoch, "generative": generative,
-         "components": components},
+         "components": components, "logistic_sign": logistic_sign},
     )  # fmt: skip
     s = train_classifier(data_config, train_config, out, force=force).summary
     show = _stdout()
@@ -1277,6 +1442,13 @@ def outliers_refine_cmd(
     strategies: Annotated[
         str, typer.Option("--strategies", help="boundary,random,uncertainty (any subset).")
     ] = "boundary,random,uncertainty",
+    space: Annotated[
+        str,
+        typer.Option(
+            "--space",
+            help="boundary: where the nearest text to a boundary point is measured: feature | logit | whitened.",
+        ),
+    ] = "feature",
     seeds: _OSEEDS = "0,1,2",
     hidden: _OHIDDEN = 128,
     epochs: _OEPOCHS = 30,
@@ -1311,6 +1483,7 @@ def outliers_refine_cmd(
         strategies=tuple(s.strip() for s in strategies.split(",") if s.strip()),
         generative=generative,
         components=components,
+        space=space,
     )
     result = refine(data_config, train_config, config, _int_list(seeds, "--seeds") or [], out)
     agg = result["aggregate"]
@@ -1361,6 +1534,7 @@ def outliers_evaluate_cmd(
     start_epoch: _OSTART = 10,
     generative: _OGEN = "shared",
     components: _OCOMP = 3,
+    logistic_sign: _OSIGN = "positive",
     device: _ODEVICE = None,
     dtype: _ODTYPE = None,
     threads: _OTHREADS = None,
@@ -1376,7 +1550,7 @@ def outliers_evaluate_cmd(
         {"hidden": hidden, "epochs": epochs, "batch_size": batch_size, "lr": lr, "weight_decay": weight_decay,
          "dropout": dropout, "queue": queue, "sample_from": sample_from, "select": select,
          "loss_weight": loss_weight, "start_epoch": start_epoch, "generative": generative,
-         "components": components},
+         "components": components, "logistic_sign": logistic_sign},
     )  # fmt: skip
     result = evaluate(
         data_config, train_config, _int_list(seeds, "--seeds") or [], out, far=far, far_limit=far_limit

@@ -1,9 +1,13 @@
-"""Progress bars on stderr, drawn only on a terminal so that logs and pipes stay clean."""
+"""Progress on stderr: a bar on a terminal; in a log or pipe, a plain line now and then, so that a long job run
+under ``nohup`` or a scheduler still says how far it is and when it will end, while short runs stay silent."""
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterable, Iterator
+import datetime
+import sys
+import time
+from collections.abc import Iterable, Iterator, Sized
 from typing import TypeVar
 
 from rich.console import Console
@@ -35,21 +39,76 @@ class _Rate(ProgressColumn):
         )
 
 
+LOG_EVERY = 30.0  # seconds between progress lines where stderr is not a terminal
+
+
 class _Bar:
-    def __init__(self, progress: Progress | None, task: int | None) -> None:
+    """What a job sees of its progress: ``advance`` for work done now, ``skip`` for work found done (a resumed
+    run), which moves the count but not the rate the remaining time is estimated from."""
+
+    def __init__(self, progress: Progress | None = None, task: int | None = None) -> None:
         self._progress, self._task = progress, task
 
     def advance(self, n: int = 1) -> None:
         if self._progress is not None and self._task is not None:
             self._progress.advance(self._task, n)
 
+    def skip(self, n: int) -> None:
+        self.advance(n)
+
+
+def _clock(seconds: float) -> str:
+    return str(datetime.timedelta(seconds=round(seconds)))
+
+
+class _LogBar(_Bar):
+    """Lines instead of a bar: one every ``LOG_EVERY`` seconds, and a last one at the end if any was written."""
+
+    def __init__(self, description: str, total: int, unit: str) -> None:
+        super().__init__()
+        self.description, self.total, self.unit = description, total, unit
+        self.started = self.last = time.monotonic()
+        self.done = self.skipped = 0
+        self.lines = 0
+
+    def advance(self, n: int = 1) -> None:
+        self.done += n
+        now = time.monotonic()
+        if now - self.last >= LOG_EVERY:
+            self.last = now
+            self.write(now)
+
+    def skip(self, n: int) -> None:
+        self.done += n
+        self.skipped += n
+
+    def write(self, now: float) -> None:
+        elapsed = now - self.started
+        rate = (self.done - self.skipped) / elapsed if elapsed > 0 else 0.0
+        left = f"ETA {_clock((self.total - self.done) / rate)}" if rate > 0 else "ETA --"
+        share = 100 * self.done / self.total if self.total else 100.0
+        print(
+            f"{self.description}: {self.done:,}/{self.total:,} {self.unit} ({share:.0f}%), {rate:.2f} "
+            f"{self.unit}/s, elapsed {_clock(elapsed)}, {left}",
+            file=sys.stderr,
+            flush=True,
+        )
+        self.lines += 1
+
 
 @contextlib.contextmanager
 def progress_bar(description: str, total: int, unit: str = "items", enabled: bool = True) -> Iterator[_Bar]:
-    """A bar with count, rate (``unit``/s), elapsed and remaining time; ``advance(n)`` moves it."""
+    """A bar with count, rate (``unit``/s), elapsed and remaining time; ``advance(n)`` moves it. Where stderr is
+    not a terminal, a line with the same facts every ``LOG_EVERY`` seconds instead."""
     console = Console(stderr=True)
-    if not (enabled and console.is_terminal):
-        yield _Bar(None, None)
+    if not enabled:
+        yield _Bar()
+        return
+    if not console.is_terminal:
+        bar = _LogBar(description, total, unit)
+        yield bar
+        if bar.lines:
+            bar.write(time.monotonic())
         return
     columns = [
         TextColumn("{task.description}"),
@@ -66,8 +125,16 @@ def progress_bar(description: str, total: int, unit: str = "items", enabled: boo
 def track(
     items: Iterable[T], description: str, *, total: int | None = None, enabled: bool = True
 ) -> Iterator[T]:
-    """Iterate over ``items``, drawing a transient bar when enabled and stderr is a terminal."""
+    """Iterate over ``items``, drawing a transient bar when enabled and stderr is a terminal (log lines as
+    ``progress_bar``'s where it is not)."""
     console = Console(stderr=True)
+    if enabled and not console.is_terminal:
+        count = total if total is not None else len(items) if isinstance(items, Sized) else 0
+        with progress_bar(description, count, "items") as bar:
+            for item in items:
+                yield item
+                bar.advance()
+        return
     yield from rich_track(
         items,
         description=description,

@@ -4,7 +4,9 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -20,7 +22,7 @@ from neuronmap.contexts.grouping import (
     sense_groups,
 )
 from neuronmap.errors import NeuronmapError
-from neuronmap.trace.store import RunDir, read_parquet
+from neuronmap.rundir import RunDir, read_parquet
 
 HAND_CHECKED = [
     ("The cat sat on the", "mat", "NOUN"),
@@ -87,6 +89,10 @@ def test_two_senses_of_bank_on_the_embedded_model():
     assert len(pairs) == 2  # each found sense is exactly one true sense
     assert all(name.startswith("bank (") for name in column)
     assert table["silhouette"].iloc[0] >= SenseParams().min_silhouette
+    readme = " ".join((Path(__file__).resolve().parents[2] / "README.md").read_text().split())
+    quoted = re.search(r"come apart with a silhouette of ([\d.]+) \(an integration test", readme)
+    assert quoted, "the README no longer quotes the silhouette of bank"
+    assert table["silhouette"].iloc[0] == pytest.approx(float(quoted.group(1)), abs=0.005)
 
 
 @pytest.fixture(scope="module")

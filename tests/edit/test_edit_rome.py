@@ -179,7 +179,7 @@ def test_apply_twice_is_refused(fresh, small_hparams):
 def test_value_search_replay_equals_a_full_forward(fresh, name):
     """v* skips the blocks before the edited layer by replaying a clean pass: same logits as running them."""
     from neuronmap.edit.algorithm.values import _logits, _rows
-    from neuronmap.edit.hooks import OutputHooks, block_name, replay_blocks
+    from neuronmap.models.output_hooks import OutputHooks, block_name, replay_blocks
 
     lm = fresh(name)
     rows = _rows(lm, REQ, ["", "Some text. "], ("{} is a",))

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from neuronmap.graph.api import map_run
-from neuronmap.trace.store import RunDir, atomic_write_parquet
+from neuronmap.rundir import RunDir, atomic_write_parquet
 
 XSS = '<img src=x onerror="window.__pwned=1;alert(1)">'
 SCRIPT_END = "</script><script>window.__pwned=2</script>"

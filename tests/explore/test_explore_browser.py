@@ -21,7 +21,7 @@ def shown(token: str) -> str:
 class Page:
     """A page opened in the browser, with what it logged, requested and tried to pop up."""
 
-    def __init__(self, browser, path: Path) -> None:
+    def __init__(self, browser, path: Path, fragment: str = "") -> None:
         self.page = browser.new_page(viewport={"width": 1400, "height": 1600})
         self.errors: list[str] = []
         self.requests: list[str] = []
@@ -31,7 +31,7 @@ class Page:
         self.page.on("request", lambda r: self.requests.append(r.url))
         self.page.on("dialog", lambda d: (self.dialogs.append(d.message), d.dismiss()))
         started = time.perf_counter()
-        self.page.goto(path.as_uri())
+        self.page.goto(path.as_uri() + fragment)  # a fragment (#cluster=5) is a deep link
         self.page.wait_for_selector("body[data-ready='1']", timeout=60_000)
         self.load_seconds = time.perf_counter() - started
         self.url = path.as_uri()
@@ -43,7 +43,8 @@ class Page:
         self.page.locator("#nm-map .point").nth(index).click(force=True)
         self.page.wait_for_function("document.querySelector('#nm-cluster-title') !== null")
 
-    def search(self, query: str) -> None:
+    def search(self, query: str, substring: bool = False) -> None:
+        self.page.set_checked("#nm-substring", substring)
         self.page.fill("#nm-search", query)
         self.page.wait_for_function(
             "q => document.querySelector('#nm-results').dataset.query === q", arg=query
@@ -100,9 +101,9 @@ def test_hostile_text_is_shown_as_text_in_every_view(browser, page_file):
     path, view = page_file
     p = Page(browser, path)
     # The token view: search and token groups list the hostile tokens literally.
-    p.search("img src")
+    p.search("img src", substring=True)
     assert shown(" " + XSS) in p.text("#nm-results")
-    p.search("script")
+    p.search("script", substring=True)
     assert shown(" " + SCRIPT_END) in p.text("#nm-results")
     assert shown(" " + XSS) in p.text("#nm-token-groups")
     # Cluster detail: bars labelled with the hostile token, contexts with the hostile text.
@@ -128,6 +129,7 @@ def test_hostile_text_is_shown_as_text_in_every_view(browser, page_file):
 def test_fast_with_40000_neurons_and_500_clusters(browser, tmp_path):
     run = write_large_map(tmp_path / "big")
     path = write_page(run)
+    assert path.stat().st_size < 12e6  # the README's bound
     p = Page(browser, path)
     assert p.page.locator("#nm-map .point").count() == 500
     assert p.load_seconds < 20  # on a shared 2-core machine; typically about 5 s
@@ -141,7 +143,7 @@ def test_fast_with_40000_neurons_and_500_clusters(browser, tmp_path):
     p.page.select_option("#nm-partition", "merged")  # clusters 2k and 2k+1 are merged
     p.page.select_option("#nm-group", index=3)
     p.page.select_option("#nm-layer", index=5)
-    p.search("tok12")
+    p.search("tok12", substring=True)
     p.page.locator("#nm-results .chip").first.click()
     assert "merged #" in p.text("#nm-cluster-title")
     assert time.perf_counter() - started < 10

@@ -9,7 +9,7 @@ from neuronmap.errors import NeuronmapError
 from neuronmap.explore.data import clusterability_line, load_view, top_specific
 from neuronmap.explore.layout import embed_profiles
 from neuronmap.explore.page import HIST_BINS, build_payload
-from neuronmap.trace.store import RunDir
+from neuronmap.rundir import RunDir
 
 
 @pytest.fixture(scope="module")

@@ -42,7 +42,7 @@ def test_cluster_map_stars_coherent_clusters(run_copy):
 
     from neuronmap.explore.data import load_view
     from neuronmap.explore.figures import _cluster_map, _clusterability
-    from neuronmap.trace.store import atomic_write_parquet
+    from neuronmap.rundir import atomic_write_parquet
 
     clusters = pd.read_parquet(run_copy / "graph" / "clusters.parquet")
     clusters["coherent"] = clusters["cluster"] < 2  # as a map with embeddings would mark them

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from neuronmap.trace.store import RunDir, atomic_write_parquet
+from neuronmap.rundir import RunDir, atomic_write_parquet
 
 
 def planted_trace(

@@ -16,7 +16,7 @@ from sklearn.metrics import adjusted_rand_score
 
 from neuronmap.errors import NeuronmapError
 from neuronmap.graph import MapResult, map_run
-from neuronmap.trace.store import RunDir, atomic_write_parquet
+from neuronmap.rundir import RunDir, atomic_write_parquet
 
 FAST = {"null_samples": 3, "stability_seeds": 2}
 

@@ -10,7 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from neuronmap.cli import app
-from neuronmap.trace.store import RunDir
+from neuronmap.rundir import RunDir
 
 
 def test_map_command_maps_and_prints_a_summary(planted_run):

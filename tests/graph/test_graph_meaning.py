@@ -30,7 +30,7 @@ from neuronmap.graph.meaning import (
     token_frequency,
 )
 from neuronmap.graph.projection import gram_factor, gram_graph, project_matrix
-from neuronmap.trace.store import RunDir, atomic_write_parquet
+from neuronmap.rundir import RunDir, atomic_write_parquet
 
 FAST = {"null_samples": 3, "stability_seeds": 0}
 

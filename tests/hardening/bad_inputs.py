@@ -73,7 +73,7 @@ def _manifest(run: Path, change: Callable[[dict], None]) -> None:
 def old_version(d: Path) -> None:
     for name in ("run", "mapped"):
         if (d / name).is_dir():
-            _manifest(d / name, lambda m: m.update(neuronmap_version="0.0.1"))
+            _manifest(d / name, lambda m: m.update(neuronmap_version="0.0.1", run_format=0))
 
 
 def trace_running(d: Path) -> None:

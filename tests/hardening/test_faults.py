@@ -267,7 +267,7 @@ def test_full_disk_during_stats_leaves_no_partial_file(world, monkeypatch: pytes
 # ---- two writers --------------------------------------------------------------------------------------------
 HOLDER = """
 import sys, time
-from neuronmap.trace.store import RunDir
+from neuronmap.rundir import RunDir
 with RunDir(sys.argv[1]).lock():
     print("locked", flush=True)
     time.sleep(120)

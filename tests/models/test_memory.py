@@ -12,9 +12,9 @@ from bench.bench_window import measure_window_edge
 from neuronmap.errors import NeuronmapError
 from neuronmap.models import memory
 from neuronmap.models.memory import Budget, memory_budget
+from neuronmap.rundir import RunDir
 from neuronmap.trace.plan import method_bytes, plan_batches
 from neuronmap.trace.runner import TraceConfig, trace_run
-from neuronmap.trace.store import RunDir
 
 
 def test_budget_sizes_and_shares(monkeypatch: pytest.MonkeyPatch) -> None:

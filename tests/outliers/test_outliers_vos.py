@@ -133,3 +133,72 @@ def test_bad_configs_are_user_errors():
         fit_head(X, y, 3, TrainConfig(generative="flow"))
     with pytest.raises(NeuronmapError, match="no training texts"):
         fit_head(X, y, 4, TrainConfig(epochs=1))
+
+
+def test_free_sign_is_the_papers_plain_linear_logistic():
+    """``sign="free"``: ``z = w s + b`` with the layer's own weight, negative allowed: the paper's linear unit on
+    ``-energy``, i.e. the layer applied to the column of scores; "positive" (the default) is the softplus one."""
+    torch.manual_seed(0)
+    id_logits = torch.randn(5, 3, dtype=torch.float64, requires_grad=True)
+    ood_logits = torch.randn(2, 3, dtype=torch.float64, requires_grad=True)
+    layer = torch.nn.Linear(1, 1).double()
+    with torch.no_grad():
+        layer.weight.fill_(-0.7)  # a negative weight: kept as it is by "free", softplus'd by "positive"
+        layer.bias.fill_(0.2)
+    scores = torch.cat([-energy(id_logits), -energy(ood_logits)])
+    target = torch.tensor([1.0] * 5 + [0.0] * 2, dtype=torch.float64)
+    reference = torch.nn.functional.binary_cross_entropy_with_logits(
+        layer(scores[:, None]).squeeze(1), target
+    )
+    free = uncertainty_loss(id_logits, ood_logits, layer, "free")
+    assert free.item() == pytest.approx(reference.item(), rel=1e-12)
+    grads = torch.autograd.grad(free, [id_logits, ood_logits, layer.weight, layer.bias])
+    expected = torch.autograd.grad(reference, [id_logits, ood_logits, layer.weight, layer.bias])
+    for got, want in zip(grads, expected, strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-14)
+    # by hand for one row: z = -0.7 * logsumexp(f) + 0.2
+    s0 = math.log(sum(math.exp(v) for v in id_logits[0].tolist()))
+    assert float(-0.7 * s0 + 0.2) == pytest.approx(layer(scores[:1, None]).item(), rel=1e-12)
+    positive = uncertainty_loss(id_logits, ood_logits, layer)
+    assert positive.item() == uncertainty_loss(id_logits, ood_logits, layer, "positive").item()
+    assert positive.item() != pytest.approx(free.item())
+    with pytest.raises(NeuronmapError, match="logistic sign"):
+        uncertainty_loss(id_logits, ood_logits, layer, "negative")
+
+
+@pytest.mark.parametrize("sign", ["positive", "free"])
+def test_only_the_free_sign_can_learn_the_reverse_rule(sign):
+    """Scores where the virtual outliers look *more* in-distribution than the real rows: the free weight turns
+    negative and fits them; the positive one cannot (its best is w -> 0, the base rate, loss >= log 2 here)."""
+    id_logits = torch.tensor([[0.0, 0.0], [0.1, -0.1]], dtype=torch.float64)  # low -energy
+    ood_logits = torch.tensor([[5.0, 0.0], [0.0, 6.0]], dtype=torch.float64)  # high -energy
+    layer = torch.nn.Linear(1, 1).double()
+    with torch.no_grad():
+        layer.weight.fill_(0.5)
+        layer.bias.fill_(0.0)
+    optimiser = torch.optim.SGD(layer.parameters(), lr=0.5)
+    for _ in range(300):
+        optimiser.zero_grad()
+        loss = uncertainty_loss(id_logits, ood_logits, layer, sign)
+        loss.backward()
+        optimiser.step()
+    if sign == "free":
+        assert layer.weight.item() < 0 and loss.item() < 0.1
+    else:
+        assert loss.item() > math.log(2) - 1e-3  # two of each: the base rate is 1/2
+
+
+def test_logistic_sign_trains_and_is_checked():
+    X, y = _blobs(3)
+    common = dict(hidden=8, epochs=4, batch_size=40, vos=True, start_epoch=1, sample_from=200, seed=5)
+    default, _ = fit_head(X, y, 3, TrainConfig(**common))
+    positive, _ = fit_head(X, y, 3, TrainConfig(**common, logistic_sign="positive"))
+    free, history = fit_head(X, y, 3, TrainConfig(**common, logistic_sign="free"))
+    for (name, a), b in zip(default.state_dict().items(), positive.state_dict().values(), strict=True):
+        assert torch.equal(a, b), name
+    assert not torch.equal(default.ood.weight, free.ood.weight)
+    assert np.isfinite(history[-1]["vos_loss"])
+    assert TrainConfig().logistic_sign == "positive"
+    assert TrainConfig().to_dict()["logistic_sign"] == "positive"
+    with pytest.raises(NeuronmapError, match="--logistic-sign"):
+        fit_head(X, y, 3, TrainConfig(logistic_sign="negative"))

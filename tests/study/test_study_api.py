@@ -88,7 +88,7 @@ def test_study_end_to_end(tmp_path, hparams_file):
     assert html.startswith("<!doctype html>") and "<table" in html and "<script" not in html
     assert s["figures"] == []  # formats=(): the figures have their own test
     manifest = json.loads((out / "run.json").read_text())
-    assert manifest["stages"]["study"]["parameters"]["seed"] == 0
+    assert manifest["stages"]["study"]["params"]["seed"] == 0
 
 
 @pytest.mark.parametrize(

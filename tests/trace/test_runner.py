@@ -15,9 +15,9 @@ import pandas as pd
 import pytest
 
 from neuronmap.errors import NeuronmapError
+from neuronmap.rundir import RunDir
 from neuronmap.trace import runner
 from neuronmap.trace.runner import TraceConfig, trace_run
-from neuronmap.trace.store import RunDir
 
 FACTS = [
     {
@@ -168,14 +168,41 @@ def test_a_run_made_before_a_parameter_existed_is_still_reused(tmp_path, facts_f
         run_trace(out, facts_file, top_k=4, ig_metric="prob")
 
 
-def test_other_version_refused(tmp_path, facts_file):
+def test_another_run_format_is_refused_another_version_of_the_same_format_reused(tmp_path, facts_file):
     out = tmp_path / "run"
     run_trace(out, facts_file)
     manifest = json.loads((out / "run.json").read_text())
-    manifest["neuronmap_version"] = "0.0.1"
-    (out / "run.json").write_text(json.dumps(manifest))
-    with pytest.raises(NeuronmapError, match="made by neuronmap 0.0.1"):
+    (out / "run.json").write_text(json.dumps({**manifest, "neuronmap_version": "9.9.9"}))
+    assert run_trace(out, facts_file).skipped  # the same tables, whichever version wrote them
+    (out / "run.json").write_text(json.dumps({**manifest, "neuronmap_version": "0.0.1", "run_format": 0}))
+    with pytest.raises(NeuronmapError, match="made by neuronmap 0.0.1 in run format 0"):
         run_trace(out, facts_file)
+
+
+def test_a_run_written_before_run_formats_is_reused_and_forced_clean(tmp_path, facts_file):
+    """run.json as 0.1.0 wrote it: no run_format, trace time local in timing, later stages without outputs."""
+    out = tmp_path / "run"
+    run_trace(out, facts_file)
+    manifest = json.loads((out / "run.json").read_text())
+    del manifest["run_format"]
+    trace = manifest["stages"]["trace"]
+    del trace["outputs"]
+    trace["timing"]["finished_at"] = trace.pop("finished_at")[:19]
+    manifest["stages"]["group"] = {"status": "complete", "groupings": {}}
+    (out / "run.json").write_text(json.dumps(manifest))
+    for name in ("graph", "figures"):
+        (out / name).mkdir()
+    (out / "explorer.html").write_text("old page")
+    again = run_trace(out, facts_file)
+    assert again.skipped and "finished_at" not in again.summary
+    run_trace(out, facts_file, force=True)
+    assert {p.name for p in out.iterdir()} == {
+        "run.json",
+        "contexts.parquet",
+        "contexts_dropped.parquet",
+        "scores.parquet",
+    }
+    assert set(RunDir(out).manifest()["stages"]) == {"trace"}
 
 
 def test_deterministic_tables(tmp_path, facts_file):
@@ -322,7 +349,7 @@ def test_an_absent_ray_head_is_named_in_seconds_not_minutes():
     """ray.init retries an address where nothing listens for minutes; connect probes it first."""
     import socket
 
-    from neuronmap.trace.ray_backend import connect, unreachable
+    from neuronmap.raytools import connect, unreachable
 
     class NoRay:
         def is_initialized(self) -> bool:

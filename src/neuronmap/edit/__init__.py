@@ -6,8 +6,7 @@ hyper-parameters are JSON files under ``hparams/``, one per model family. Names 
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import Any
+from neuronmap.lazy import lazy_exports
 
 _LAZY = {
     "rome": "neuronmap.edit.algorithm.edit",
@@ -28,8 +27,4 @@ _LAZY = {
 
 __all__ = list(_LAZY)
 
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'neuronmap.edit' has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _LAZY)

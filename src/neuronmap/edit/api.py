@@ -1,7 +1,7 @@
 """What the CLI commands do, as functions: load, run, write files, return a summary to print.
 
-Every table is written atomically (``trace.store``); each output folder gets a ``run.json`` manifest with a
-stage record, like the trace stage's run directories.
+Every table is written atomically (``neuronmap.rundir``); each output folder is a run directory whose ``run.json``
+holds the stage's record, as the trace stage's does.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import pandas as pd
 from neuronmap.edit.dsets import Fact, load_facts, load_records
 from neuronmap.errors import NeuronmapError
 from neuronmap.models.loader import LoadedModel
-from neuronmap.trace.store import RunDir, atomic_write_json, atomic_write_parquet
+from neuronmap.rundir import RunDir, atomic_write_json, atomic_write_parquet, stage
 
 NOISE_FACTS = "builtin:facts"
 
@@ -56,6 +56,7 @@ def run_causal_trace(
     from neuronmap.edit.hparams import load_hparams
     from neuronmap.models.memory import memory_budget
     from neuronmap.progress import progress_bar
+    from neuronmap.trace.targets import target_summary
 
     start = time.perf_counter()
     if (prompt is None) == (facts is None):
@@ -105,8 +106,18 @@ def run_causal_trace(
     if not traces:
         raise NeuronmapError("no fact was kept: the model predicts none of their targets (try --keep all)")
     out = Path(out)
-    run = RunDir(out)
-    with run.lock():
+    params = {
+        "prompt": prompt,
+        "subject": subject,
+        "target": target,
+        "facts": facts,
+        "limit": limit,
+        "layers": None if layers is None else list(layers),
+        "keep": keep,
+        "seed": seed,
+        "document_start": settings.document_start,
+    }
+    with stage(RunDir(out), "causal_trace", params) as st:
         table = pd.concat([tr.table.assign(fact_id=tr.fact.fact_id) for tr in traces], ignore_index=True)[
             ["fact_id", "kind", "layer", "position", "token", "effect", "indirect"]
         ]
@@ -131,27 +142,19 @@ def run_causal_trace(
             "noise_std": settings.noise_std,
             "noise_facts": noise_source,
             "p_clean_mean": float(pd.Series([t.p_clean for t in traces]).mean()),
+            # how many traced targets the model does not predict top-1 (trace.targets: the rule and the record)
+            "targets": target_summary([t.known for t in traces], [t.p_clean for t in traces]),
             "p_corrupted_mean": float(pd.Series([t.p_corrupted for t in traces]).mean()),
             "peaks": _peaks(traces, average),
             "figures": [str(p) for p in figures],
             "seconds": round(time.perf_counter() - start, 1),
         }
-        params = {
-            "prompt": prompt,
-            "subject": subject,
-            "target": target,
-            "facts": facts,
-            "limit": limit,
-            "layers": None if layers is None else list(layers),
-            "keep": keep,
-            "seed": seed,
-            "document_start": settings.document_start,
-        }
         stored = _timed(summary)
         atomic_write_json(stored, out / "causal_trace_summary.json")
-        run.set_stage(
-            "causal_trace", status="complete", model=lm.describe(), parameters=params, summary=stored
-        )
+        st.wrote("causal_trace.parquet", "facts.parquet", "causal_trace_summary.json", *figures)
+        if average is not None:
+            st.wrote("causal_trace_average.parquet")
+        st.finish(model=lm.describe(), summary=stored)
     return summary
 
 
@@ -262,24 +265,21 @@ def run_eval(
         max_memory=max_memory,
     )
     out = Path(out)
-    run = RunDir(out)
-    with run.lock():
+    params = {
+        "facts": facts,
+        "limit": limit,
+        "offset": offset,
+        "hparams": hparams,
+        "layers": layers,
+        "seed": seed,
+    }
+    with stage(RunDir(out), "edit_eval", params) as st:
         atomic_write_parquet(result.results, out / "results.parquet")
         summary = {**result.summary, "facts": facts, "limit": limit, "offset": offset}
         atomic_write_json(_timed(summary), out / "summary.json")
-        params = {
-            "facts": facts,
-            "limit": limit,
-            "offset": offset,
-            "hparams": hparams,
-            "layers": layers,
-            "seed": seed,
-        }
-        run.set_stage(
-            "edit_eval",
-            status="complete",
+        st.wrote("results.parquet", "summary.json")
+        st.finish(
             model=lm.describe(),
-            parameters=params,
             summary={k: summary[k] for k in ("efficacy", "paraphrase", "neighborhood", "score", "fluency")},
         )
     return summary

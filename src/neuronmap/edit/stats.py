@@ -18,13 +18,13 @@ from safetensors.torch import save
 
 from neuronmap import __version__
 from neuronmap.edit.corpus import Corpus, load_corpus
-from neuronmap.edit.hooks import stop_after
 from neuronmap.errors import NeuronmapError
 from neuronmap.models.hooks import NeuronHook
 from neuronmap.models.loader import LoadedModel
+from neuronmap.models.output_hooks import stop_after
 from neuronmap.models.registry import cache_root
 from neuronmap.progress import progress_bar
-from neuronmap.trace.store import atomic_write_bytes
+from neuronmap.rundir import atomic_write_bytes
 
 
 @dataclass

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from html import escape
 from pathlib import Path
 from typing import Any
 
-from neuronmap.explore.data import clusterability_line, load_view, top_specific
+from neuronmap.explore.data import clusterability_line, load_view, target_check, top_specific
 from neuronmap.explore.figures import FORMATS, write_figures
 from neuronmap.explore.page import write_page
-from neuronmap.trace.store import RunDir
+from neuronmap.rundir import RunDir
+from neuronmap.rundir.reprs import run_html
 
 
 @dataclass
@@ -17,6 +19,11 @@ class ExploreResult:
     page: Path | None
     figures: list[Path] = field(default_factory=list)
     summary: dict[str, Any] = field(default_factory=dict)
+    run: Path | None = None  # the run explored
+
+    def _repr_html_(self) -> str:  # a notebook shows the run's summary and where the page went
+        where = "" if self.page is None else f"<div>page: <code>{escape(str(self.page))}</code></div>"
+        return (run_html(self.run, "neuronmap explore") if self.run is not None else "") + where
 
 
 def explore(
@@ -40,9 +47,11 @@ def explore(
         "clusterability": clusterability_line(view.summary),
         "specific": top_specific(view),
         "groups": {column: len(values) for column, values in view.groups.items()},
+        "targets": target_check(view),
     }
     return ExploreResult(
         page=write_page(run, out, view=view) if page else None,
         figures=write_figures(run, formats=formats, view=view) if figures else [],
         summary=summary,
+        run=view.path,
     )

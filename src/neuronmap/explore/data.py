@@ -32,7 +32,10 @@ from neuronmap.graph.api import MapResult
 from neuronmap.graph.bipartite import bipartite_matrix
 from neuronmap.graph.meaning import MAX_GROUP_VALUES, TRACE_COLUMNS, group_columns  # noqa: F401 (re-exported)
 from neuronmap.graph.tokens import cluster_token_matrix
-from neuronmap.trace.store import DOCUMENTS, RunDir, read_parquet
+from neuronmap.neurons.names import EXAMPLES as NEURON_EXAMPLES
+from neuronmap.neurons.names import HISTOGRAMS as NEURON_HIST
+from neuronmap.neurons.names import LOGITS as NEURON_LOGITS
+from neuronmap.rundir import DOCUMENTS, RunDir, read_parquet
 
 MIN_SPECIFIC_SIZE = 5  # smaller clusters are trivially specific; the summary ranks the others
 
@@ -56,6 +59,42 @@ class Partition:
 
 
 @dataclass
+class Dashboards:
+    """The neuron dashboards ``neuronmap neurons`` wrote into ``graph/`` (each table None when absent).
+
+    The examples table can be large (8 rows with token windows per neuron), so it is read on demand, for the
+    neurons asked for."""
+
+    logits: pd.DataFrame | None
+    histograms: pd.DataFrame | None
+    examples_path: Path | None
+
+    @classmethod
+    def read(cls, graph: Path) -> Dashboards | None:
+        paths = [graph / name for name in (NEURON_LOGITS, NEURON_HIST, NEURON_EXAMPLES)]
+        if not any(p.is_file() for p in paths):
+            return None
+        logits, hist, examples = paths
+        return cls(
+            read_parquet(logits) if logits.is_file() else None,
+            read_parquet(hist) if hist.is_file() else None,
+            examples if examples.is_file() else None,
+        )
+
+    def examples(self, layers: np.ndarray, neurons: np.ndarray) -> pd.DataFrame | None:
+        """The examples of the given (layer, neuron) pairs."""
+        if self.examples_path is None:
+            return None
+        import pyarrow.parquet as pq
+
+        table = pq.read_table(self.examples_path)
+        span = int(max(np.max(neurons, initial=0), np.max(table["neuron"].to_numpy(), initial=0))) + 1
+        wanted = np.asarray(layers, np.int64) * span + np.asarray(neurons, np.int64)
+        key = table["layer"].to_numpy().astype(np.int64) * span + table["neuron"].to_numpy().astype(np.int64)
+        return table.filter(np.isin(key, wanted)).to_pandas()
+
+
+@dataclass
 class RunView:
     """The tables of a mapped run and what explore derives from them."""
 
@@ -74,6 +113,7 @@ class RunView:
     documents: pd.Series | None = (
         None  # each-token runs: document text by doc_id (events keep none of their own)
     )
+    dashboards: Dashboards | None = None  # neuronmap neurons: output tokens, examples, activation histograms
 
     def context_texts(self, rows: np.ndarray) -> tuple[list[str], list[str]]:
         """(text before the target, target) of context rows; an event's come from its document, the target as the
@@ -116,6 +156,21 @@ class RunView:
         np.add.at(matrix, (table["value"].to_numpy(), table["cluster"].to_numpy()), table["mass"].to_numpy())
         totals = matrix.sum(axis=1, keepdims=True)
         return matrix / np.where(totals > 0, totals, 1.0)
+
+    def group_frame(self, partition: str, column: str) -> pd.DataFrame:
+        """``group_matrix`` labelled: index the group's values (most frequent first, as strings), named after the
+        column; columns the cluster ids of the partition, named after it (``cluster`` or ``merged``)."""
+        if column not in self.groups:
+            raise NeuronmapError(
+                f"{self.path}: '{column}' is not a context group (groups: {', '.join(self.groups) or 'none'})"
+            )
+        if partition not in self.partitions:
+            raise NeuronmapError(f"partition must be one of {', '.join(self.partitions)} (got {partition!r})")
+        return pd.DataFrame(
+            self.group_matrix(partition, column),
+            index=pd.Index(self.groups[column], name=column),
+            columns=pd.RangeIndex(self.partitions[partition].n, name=partition),
+        )
 
 
 def _group_columns(contexts: pd.DataFrame) -> tuple[dict[str, list[str]], dict[str, np.ndarray]]:
@@ -242,6 +297,7 @@ def load_view(run: str | Path | RunDir) -> RunView:
         documents=read_parquet(rd.path / DOCUMENTS, columns=["doc_id", "text"]).set_index("doc_id")["text"]
         if (rd.path / DOCUMENTS).is_file()
         else None,
+        dashboards=Dashboards.read(mapped.path),
     )
 
 
@@ -289,3 +345,17 @@ def clusterability_line(summary: dict[str, Any]) -> str:
         f"{where}: p = {test['p']:.3g}" + ("" if test.get("z") is None else f", z = {test['z']:.1f}")
         for where, (_, test) in tests.items()
     )
+
+
+def target_check(view: RunView) -> dict[str, Any] | None:
+    """How many of the run's targets the model does not predict top-1, and their median p
+    (``trace.targets.target_summary``, from ``contexts.parquet``'s ``known`` and ``p_target``; so also for runs
+    traced before the trace recorded it). None when the columns are absent."""
+    from neuronmap.trace.targets import target_line, target_summary
+
+    if not {"known", "p_target"} <= set(view.contexts.columns):
+        return None
+    found = target_summary(view.contexts["known"].to_numpy(), view.contexts["p_target"].to_numpy())
+    events = view.documents is not None
+    line = target_line(found, "events" if events else "contexts", hint=None)
+    return {**found, "line": line}

@@ -25,12 +25,11 @@ import numpy as np
 import scipy.sparse as sp
 
 from neuronmap.explore.data import RunView, load_view
-from neuronmap.trace.store import RunDir, atomic_write_bytes
+from neuronmap.rundir import FIGURES, RunDir, atomic_write_bytes, record_views
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-FIGURES = "figures"
 FORMATS = ("png", "svg")
 MAX_CLUSTERS = 40  # columns of the heatmaps
 MAX_VALUES = 30  # rows of a group x cluster matrix
@@ -301,4 +300,5 @@ def write_figures(
                 path = folder / f"{name}.{fmt}"
                 atomic_write_bytes(buffer.getvalue(), path)
                 written.append(path)
+    record_views(RunDir(view.path), "figures", written, {"formats": list(formats)})
     return written

@@ -25,10 +25,18 @@ import pandas as pd
 import scipy.sparse as sp
 
 from neuronmap import __version__
-from neuronmap.explore.data import Partition, RunView, clusterability_line, load_view, top_specific
-from neuronmap.trace.store import RunDir, atomic_write_text
+from neuronmap.explore.data import (
+    Partition,
+    RunView,
+    clusterability_line,
+    load_view,
+    target_check,
+    top_specific,
+)
+from neuronmap.graph.meaning import GENERIC_RULE
+from neuronmap.graph.tokens import cluster_token_matrix
+from neuronmap.rundir import PAGE, RunDir, atomic_write_text, record_views
 
-PAGE = "explorer.html"
 TOP_TOKENS = 30  # tokens per cluster
 LAYER_TOKENS = 8  # tokens per (cluster, layer), for the layer filter
 TOP_CONTEXTS = 30  # contexts per cluster, filtered by group in the page
@@ -39,7 +47,10 @@ TOKEN_NEURONS = 8
 GROUP_TOKENS = 40  # token groups: tokens listed per group
 GROUP_CLUSTERS = 8
 HIST_BINS = 12
+LIFT_CAP = 10.0  # token bars: share x min(lift, LIFT_CAP) ranks a cluster's tokens (see _ranked_tokens)
+TOKEN_WORDS = 3  # whole targets shown beside a first token that stands for them
 CONTEXT_CHARS = 240  # the end of each context's text (the part next to its target)
+DASHBOARD_NEURONS = 2000  # neurons whose dashboards (examples, output tokens, histogram) the page carries
 CAUSAL_FACTS = 200  # facts whose own causal-trace heatmaps the page carries (the average covers all)
 
 
@@ -85,6 +96,8 @@ class _Contexts:
             "target": targets,
             "exact": view.documents is not None,  # targets as the text spells them: no space to put in
             "p": _num(ctx["p_target"].fillna(0.0)) if "p_target" in ctx else [],
+            # whether the model predicts each target top-1 (the page's p filter)
+            "known": ctx["known"].fillna(False).astype(bool).tolist() if "known" in ctx else [],
             "codes": {col: view.codes[col][rows].tolist() for col in view.groups},
         }
 
@@ -99,18 +112,63 @@ def _edge_rows(view: RunView) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return coo.row.astype(np.int64), coo.col.astype(np.int64), np.abs(coo.data)
 
 
+def _ranked_tokens(view: RunView, part: Partition) -> dict[str, np.ndarray]:
+    """The ``TOP_TOKENS`` tokens of each cluster by the page's rule, ``share x min(lift, LIFT_CAP)`` (ties: token
+    order): share of the cluster's weight (|weight|) times its lift, the lift capped so that a token rare in the
+    cluster but rarer elsewhere (lift 30, share 0.1%) does not outrank the tokens typical of it, and a token
+    under-represented there (lift 0.05) sinks below one merely common (lift 0.5). Sorted by cluster, then rank."""
+    coo = sp.coo_array(part.profiles)
+    coo.eliminate_zeros()
+    cluster, token, value = coo.row.astype(np.int64), coo.col.astype(np.int64), coo.data
+    totals = np.asarray(part.profiles.sum(axis=1)).ravel()
+    token_share = np.asarray(part.profiles.sum(axis=0)).ravel() / max(float(part.profiles.sum()), 1e-300)
+    share = value / totals[cluster]
+    lift = share / token_share[token]
+    rank = share * np.minimum(lift, LIFT_CAP)
+    order = np.lexsort((token, -rank, cluster))
+    pos = np.arange(len(order))
+    sorted_cluster = cluster[order]
+    starts = np.flatnonzero(np.r_[True, sorted_cluster[1:] != sorted_cluster[:-1]]) if len(order) else order
+    within = pos - np.repeat(starts, np.diff(np.r_[starts, len(order)]))
+    pick = order[within < TOP_TOKENS]
+    signed = sp.csr_array(cluster_token_matrix(view.matrix, part.labels))  # signed sums, as the map's weight
+    return {
+        "cluster": cluster[pick],
+        "token": token[pick],
+        "weight": np.asarray(signed[cluster[pick], token[pick]]).ravel(),
+        "lift": lift[pick],
+        "share": share[pick],
+    }
+
+
+def _target_words(view: RunView) -> dict[str, list[str]]:
+    """The whole targets each graph token stands for where they differ from it (a multi-token target " yen" is
+    linked to its first token " y"): token column -> up to ``TOKEN_WORDS`` targets, most frequent first. Empty
+    when the map's tokens are input tokens."""
+    field = view.summary.get("params", {}).get("token_field", "target")
+    if field != "target" or "target" not in view.contexts:
+        return {}
+    keep = view.context_token >= 0
+    targets = view.contexts["target"].astype(str).to_numpy()[keep]
+    frame = pd.DataFrame({"t": view.context_token[keep], "w": targets})
+    frame["w"] = frame["w"].str.strip()
+    names = view.tokens["token"].astype(str).str.strip().to_numpy() if "token" in view.tokens else None
+    if names is None or not len(frame):
+        return {}
+    frame = frame[frame["w"].to_numpy() != names[frame["t"].to_numpy()]]
+    counts = frame.groupby(["t", "w"], sort=True).size().reset_index(name="n")
+    counts = counts.sort_values(["t", "n", "w"], ascending=[True, False, True], kind="stable")
+    out: dict[str, list[str]] = {}
+    for t, rows in counts.groupby("t", sort=True):
+        out[str(int(t))] = rows["w"].head(TOKEN_WORDS).tolist()
+    return out
+
+
 def _partition_payload(view: RunView, part: Partition, contexts: _Contexts) -> dict[str, Any]:
     labels, n = part.labels, part.n
-    ct = view.map.cluster_tokens
-    ct = ct[(ct["partition"] == part.name) & (ct["rank"] < TOP_TOKENS)].sort_values(["cluster", "rank"])
-    tokens = _lists(
-        n,
-        ct["cluster"].to_numpy(np.int64),
-        _token_cols(view, ct["token_id"].to_numpy()).tolist(),
-        _num(ct["weight"]),
-        _num(ct["lift"]),
-        _num(ct["share"]),
-    )
+    ranked = _ranked_tokens(view, part)
+    columns = (_num(ranked[k]) for k in ("weight", "lift", "share"))
+    tokens = _lists(n, ranked["cluster"], ranked["token"].tolist(), *columns)
     row, col, weight = _edge_rows(view)
     layer = view.map.neurons["layer"].to_numpy(np.int64)[row]
     cell = pd.DataFrame({"c": labels[row], "l": layer, "t": col, "w": weight})
@@ -155,6 +213,7 @@ def _partition_payload(view: RunView, part: Partition, contexts: _Contexts) -> d
     return {
         "coherenceQ": coherence,  # BH-adjusted coherence p of each cluster (found partition only)
         "coherent": coherent,
+        "verify": _verify_payload(view, n) if part.name == "cluster" else None,
         "size": part.size.tolist(),
         "x": _num(part.xy[:, 0]),
         "y": _num(part.xy[:, 1]),
@@ -211,6 +270,78 @@ def _neuron_payload(view: RunView, contexts: _Contexts) -> dict[str, Any]:
         "lo": _num(lo),
         "hi": _num(hi),
         "hist": counts.tolist(),
+        # the map's generic flag (graph.meaning.GENERIC_RULE); maps made before it have no column
+        "generic": neurons["generic"].astype(bool).tolist() if "generic" in neurons else [False] * n,
+    }
+
+
+def _dashboard_payload(view: RunView) -> dict[str, Any] | None:
+    """The neuron dashboards of ``neuronmap neurons`` (None when the run has none): per neuron row, its
+    promoted and suppressed output tokens, its top-activating examples with per-token activations, and its
+    activation histogram; null for neurons the page does not carry. At most ``DASHBOARD_NEURONS`` neurons are
+    carried (the generic ones, then the strongest), so a 40,000-neuron map keeps a page of a few MB; the tables
+    in ``graph/`` hold them all."""
+    dash = view.dashboards
+    if dash is None:
+        return None
+    neurons = view.map.neurons
+    n = len(neurons)
+    strength = neurons["strength"].fillna(0.0).to_numpy(np.float64)
+    generic = neurons["generic"].to_numpy(bool) if "generic" in neurons else np.zeros(n, bool)
+    carried = np.sort(np.lexsort((-strength, ~generic))[:DASHBOARD_NEURONS])  # generic first, then strongest
+    span = int(neurons["neuron"].max()) + 1 if n else 1
+    key = neurons["layer"].to_numpy(np.int64) * span + neurons["neuron"].to_numpy(np.int64)
+    row_of = dict(zip(key[carried].tolist(), carried.tolist(), strict=True))
+    strings: dict[str, int] = {}
+
+    def ref(token: str) -> int:
+        return strings.setdefault(str(token), len(strings))
+
+    def rows(table: pd.DataFrame) -> np.ndarray:
+        inside = table["neuron"].to_numpy(np.int64) < span  # a neuron beyond the map's: none of its rows
+        k = table["layer"].to_numpy(np.int64) * span + table["neuron"].to_numpy(np.int64)
+        return np.array([row_of.get(x, -1) if ok else -1 for x, ok in zip(k.tolist(), inside, strict=True)])
+
+    up: list[Any] = [None] * n
+    down: list[Any] = [None] * n
+    if dash.logits is not None:
+        logits = dash.logits
+        where = rows(logits)
+        for r, sign, token, weight in zip(where.tolist(), logits["sign"].tolist(), logits["token"].tolist(),
+                                          _num(logits["weight"]), strict=True):  # fmt: skip
+            if r >= 0:
+                side = up if sign > 0 else down
+                if side[r] is None:
+                    side[r] = []
+                side[r].append([ref(token), weight])
+    examples: list[Any] = [None] * n
+    table = dash.examples(neurons["layer"].to_numpy()[carried], neurons["neuron"].to_numpy()[carried])
+    if table is not None and len(table):
+        table = table.sort_values(["layer", "neuron", "rank"])
+        for r, act, tokens, acts, at, target in zip(
+            rows(table).tolist(), _num(table["activation"]), table["tokens"], table["activations"],
+            table["target_index"].tolist(), table["target"].tolist(), strict=True,
+        ):  # fmt: skip
+            if r >= 0:
+                if examples[r] is None:
+                    examples[r] = []
+                examples[r].append([act, [ref(t) for t in tokens], _num(acts), int(at), str(target)])
+    hist: list[Any] = [None] * n
+    if dash.histograms is not None:
+        h = dash.histograms
+        for r, lo, hi, counts in zip(
+            rows(h).tolist(), _num(h["lo"]), _num(h["hi"]), h["counts"], strict=True
+        ):
+            if r >= 0:
+                hist[r] = [lo, hi, [int(c) for c in counts]]
+    return {
+        "strings": list(strings),
+        "up": up,
+        "down": down,
+        "examples": examples,
+        "actHist": hist,
+        "carried": len(carried),
+        "limit": DASHBOARD_NEURONS,
     }
 
 
@@ -252,6 +383,32 @@ def _token_groups_payload(view: RunView) -> list[dict[str, Any]]:
             }
         )
     return out
+
+
+def _verify_payload(view: RunView, n: int) -> list[list[Any] | None] | None:
+    """Per found cluster, the causal check of ``neuronmap verify`` (graph/verify.parquet): [diff, ci low, ci high,
+    null mean, adjusted p, passes, events in, events out], or None where not checked; None without a check."""
+    path = view.path / "graph" / "verify.parquet"
+    if not path.is_file():
+        return None
+    out: list[list[Any] | None] = [None] * n
+    value = lambda v: None if v != v else float(f"{v:.4g}")  # noqa: E731 (NaN: untested)
+    for r in pd.read_parquet(path).itertuples():
+        if 0 <= r.cluster < n:
+            out[r.cluster] = [value(r.diff), value(r.ci_low), value(r.ci_high), value(r.null_mean),
+                              value(r.p_adjusted), bool(r.passes), int(r.n_events_in), int(r.n_events_out)]  # fmt: skip
+    return out
+
+
+def _verify_line(summary: dict[str, Any]) -> str | None:
+    """How many checked clusters pass the causal check (None: not checked)."""
+    found = summary.get("verify") or {}
+    if not found.get("tested"):
+        return None
+    return (
+        f"causal check ({found['params']['ablate']} ablation): {len(found['passing'])} of {found['tested']} "
+        f"clusters pass ({found['passing_neuron_share']:.0%} of the neurons)"
+    )
 
 
 def _coherence_line(summary: dict[str, Any]) -> str | None:
@@ -299,11 +456,14 @@ def _meta(view: RunView) -> dict[str, Any]:
         "modularityFull": s.get("modularity_full"),
         "modularityPruned": s.get("modularity_pruned", s.get("modularity")),  # older maps: "modularity"
         "coherence": _coherence_line(s),
+        "verify": _verify_line(s),
         "groupsAmi": _groups_line(s),
+        "targets": target_check(view),  # how many targets the model does not predict top-1
         "clusterability": clusterability_line(s),
         "stability": float(np.mean(stability)) if stability else None,
         "specific": top_specific(view),
         "notes": s.get("notes", []),
+        "genericRule": GENERIC_RULE,
         "version": __version__,
     }
 
@@ -376,6 +536,7 @@ def build_payload(view: RunView) -> dict[str, Any]:
     payload = {
         "meta": _meta(view),
         "tokens": view.tokens["token"].astype(str).tolist() if "token" in view.tokens else [],
+        "words": _target_words(view),  # token column -> the whole targets it stands for, where they differ
         "neurons": _neuron_payload(view, contexts),
         "partitions": {
             name: _partition_payload(view, part, contexts) for name, part in view.partitions.items()
@@ -387,6 +548,7 @@ def build_payload(view: RunView) -> dict[str, Any]:
         "tokenGroups": _token_groups_payload(view),
         "search": _search_payload(view),
         "causal": _causal_payload(view),
+        "dashboards": _dashboard_payload(view),
     }
     payload["contexts"] = contexts.payload(view)
     return payload
@@ -431,4 +593,5 @@ def write_page(run: str | Path | RunDir, out: str | Path | None = None, view: Ru
     view = view or load_view(run)
     path = Path(out) if out is not None else view.path / PAGE
     atomic_write_text(render_page(build_payload(view)), path)
+    record_views(RunDir(view.path), "page", [path])
     return path

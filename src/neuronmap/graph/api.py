@@ -31,7 +31,6 @@ import shutil
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -71,7 +70,16 @@ from neuronmap.graph.projection import (
 )
 from neuronmap.graph.quality import Graph, cluster_weights, degrees, modularity, partition_table
 from neuronmap.graph.tokens import cluster_token_matrix, merge_clusters, token_groups, token_table
-from neuronmap.trace.store import RunDir, atomic_write_json, atomic_write_parquet, read_parquet, write_error
+from neuronmap.rundir import (
+    GRAPH,
+    RunDir,
+    atomic_write_json,
+    atomic_write_parquet,
+    read_parquet,
+    stage,
+    write_error,
+)
+from neuronmap.rundir.reprs import run_html
 
 METHODS = ("leiden", "louvain", "spectral")
 SCOPES = ("cross-layer", "within-layer")
@@ -227,7 +235,7 @@ class MapResult:
         """Read a completed map back from ``RUN/graph/``."""
         rd = run if isinstance(run, RunDir) else RunDir(run)
         rd.require_stage("map")
-        folder = rd.path / "graph"
+        folder = rd.path / GRAPH
         projection_path = folder / "projection.parquet"
         return cls(
             path=folder,
@@ -235,6 +243,9 @@ class MapResult:
             projection=read_parquet(projection_path) if projection_path.is_file() else None,
             **{name: read_parquet(folder / f"{name}.parquet") for name in TABLES if name != "projection"},
         )
+
+    def _repr_html_(self) -> str:  # a notebook shows the run's summary
+        return run_html(self.path.parent, "neuronmap map")
 
 
 # ---- one scope unit: all neurons, or one layer ----------------------------------------------------------
@@ -873,7 +884,7 @@ def _compute(
     if not materialised:
         summary["notes"].append("the exact projection was not materialised: no projection table, no exports")
     result = MapResult(
-        path=rd.path / "graph",
+        path=rd.path / GRAPH,
         summary=summary,
         edges=edges,
         neurons=neuron_table,
@@ -886,7 +897,7 @@ def _compute(
     return result, whole
 
 
-def _write(result: MapResult, whole: sp.csr_array | None, cfg: MapConfig) -> list[str]:
+def _write(result: MapResult, whole: sp.csr_array | None, cfg: MapConfig) -> None:
     """Write every output into a temporary folder, then swap it in for ``graph/``."""
     final = result.path
     tmp = final.with_name(f".graph.tmp-{os.getpid()}")
@@ -920,7 +931,6 @@ def _write(result: MapResult, whole: sp.csr_array | None, cfg: MapConfig) -> lis
         final.rename(old)
     tmp.rename(final)
     shutil.rmtree(old, ignore_errors=True)
-    return result.summary["outputs"]
 
 
 def map_run(
@@ -953,43 +963,26 @@ def map_run(
     rd = run if isinstance(run, RunDir) else RunDir(run)
     manifest = rd.manifest()
     trace = rd.require_stage("trace")
-    record, fingerprint = cfg.record(), _fingerprint(trace)
-    with rd.lock():
-        previous = rd.stage("map") or {}
-        if previous.get("status") == "complete" and not force:
-            if previous.get("params") == record and previous.get("trace") == fingerprint:
+    with stage(rd, "map", cfg.record()) as st:
+        fingerprint, previous = _fingerprint(trace), st.previous or {}
+        if st.complete and not force:
+            if not st.changes() and previous.get("trace") == fingerprint:
                 result = MapResult.load(rd)
                 result.reused = True
                 result.null_seconds = (previous.get("timing") or {}).get("null_seconds")
                 return result
-            what = "other parameters" if previous.get("params") != record else "an older trace"
-            if not set(record) <= set(previous.get("params") or record):
+            what = "other parameters" if st.changes() else "an older trace"
+            if not set(st.params) <= set(previous.get("params") or st.params):
                 what = "an older neuronmap, without options (and outputs) this one has"
             raise NeuronmapError(f"{rd.path}: already mapped with {what}; pass --force to replace the map")
-        rd.set_stage("map", status="running", params=record, trace=fingerprint, outputs=None, error=None)
-        try:
-            if runner is not None:
-                with runner:
-                    result, whole = _compute(rd, manifest, cfg, progress, runner)
-            else:
-                result, whole = _compute(rd, manifest, cfg, progress)
-            outputs = _write(result, whole, cfg)
-        except BaseException as exc:
-            if previous.get("status") == "complete" and isinstance(exc, NeuronmapError):
-                # the new map failed before replacing graph/ (e.g. a full disk): the old one still stands
-                data = rd.manifest()
-                data["stages"]["map"] = previous
-                rd.write_manifest(data)
-            else:
-                rd.set_stage("map", status="failed", error=str(exc) or type(exc).__name__)
-            raise
-        finished = datetime.now(timezone.utc).isoformat(timespec="seconds")
-        rd.set_stage(
-            "map",
-            status="complete",
-            outputs=outputs,
-            finished_at=finished,
-            # wall-clock, so under "timing" (as trace keeps it): the one field comparisons of runs leave out
-            timing={"null_seconds": round(result.null_seconds or 0.0, 2)},
-        )
+        st.wrote(GRAPH)
+        st.start(trace=fingerprint)
+        if runner is not None:
+            with runner:
+                result, whole = _compute(rd, manifest, cfg, progress, runner)
+        else:
+            result, whole = _compute(rd, manifest, cfg, progress)
+        _write(result, whole, cfg)
+        # wall-clock, so under "timing" (as trace keeps it): the one field comparisons of runs leave out
+        st.finish(timing={"null_seconds": round(result.null_seconds or 0.0, 2)})
     return result

@@ -17,7 +17,7 @@ import numpy as np
 
 from neuronmap.errors import NeuronmapError
 from neuronmap.graph.projection import GramBlocks, gram_rows
-from neuronmap.trace.ray_backend import connect, import_ray
+from neuronmap.raytools import connect, import_ray
 
 
 class RayBlocks:

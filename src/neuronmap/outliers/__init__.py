@@ -6,8 +6,7 @@ Names are imported lazily: ``import neuronmap.outliers`` costs nothing until one
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import Any
+from neuronmap.lazy import lazy_exports
 
 _LAZY = {
     "load_labelled": "neuronmap.outliers.data",
@@ -40,8 +39,4 @@ _LAZY = {
 
 __all__ = list(_LAZY)
 
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'neuronmap.outliers' has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _LAZY)

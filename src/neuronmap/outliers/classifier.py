@@ -94,7 +94,7 @@ class Classifier:
         ``classifier.json`` comes last, so a killed or failed save (a full disk) leaves the old classifier whole."""
         from safetensors.torch import save
 
-        from neuronmap.trace.store import atomic_write_group, json_text, parquet_writer
+        from neuronmap.rundir import atomic_write_group, json_text, parquet_writer
 
         folder = Path(folder)
         state = {k: v.detach().cpu().contiguous() for k, v in self.head.state_dict().items()}
@@ -148,7 +148,7 @@ class Classifier:
 
 
 def read_split(folder: str | Path) -> Any:
-    from neuronmap.trace.store import read_parquet
+    from neuronmap.rundir import read_parquet
 
     path = Path(folder) / SPLIT_FILE
     if not path.is_file():

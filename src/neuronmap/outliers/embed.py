@@ -58,7 +58,7 @@ def _read_cache(key: str, n: int) -> np.ndarray | None:
 
 
 def _write_cache(key: str, array: np.ndarray, meta: dict) -> None:
-    from neuronmap.trace.store import atomic_write_bytes, atomic_write_json
+    from neuronmap.rundir import atomic_write_bytes, atomic_write_json
 
     buffer = io.BytesIO()
     np.save(buffer, array, allow_pickle=False)

@@ -14,12 +14,15 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from neuronmap.errors import NeuronmapError
 from neuronmap.outliers.data import PREFIX, load_labelled
 from neuronmap.outliers.embed import embed_texts
 from neuronmap.outliers.metrics import mean_std
 from neuronmap.outliers.train import DataConfig, evaluate_split, fit_classifier, prepare
 from neuronmap.outliers.vos import TrainConfig
+from neuronmap.progress import progress_bar
 
 VARIANTS = ("baseline", "vos")
 # The far-OOD corpus for each built-in set when --far is "auto": the other built-in set.
@@ -44,7 +47,7 @@ def evaluate(
     progress: bool = True,
 ) -> dict[str, Any]:
     """Train both variants for every seed and return (and write to ``out/metrics.json``) the metrics."""
-    from neuronmap.trace.store import atomic_write_json, atomic_write_text
+    from neuronmap.rundir import atomic_write_json, atomic_write_text
 
     if not seeds:
         raise NeuronmapError("--seeds needs at least one seed")
@@ -74,8 +77,9 @@ def evaluate(
             progress=progress,
         )
     runs: dict[str, dict[str, Any]] = {v: {} for v in VARIANTS}
-    for seed in seeds:
-        for variant in VARIANTS:
+    fits = [(seed, variant) for seed in seeds for variant in VARIANTS]
+    with progress_bar("training", total=len(fits), unit="classifiers", enabled=progress) as bar:
+        for seed, variant in fits:
             config = replace(train_config, seed=seed, vos=variant == "vos")
             classifier = fit_classifier(prepared, config, data_config, progress=False)
             m = evaluate_split(classifier, prepared, far_X)
@@ -84,6 +88,11 @@ def evaluate(
                 "val_accuracy": m["val_accuracy"],
                 "ood": m["ood"],
             }
+            if config.vos:  # the uncertainty logistic's weight as the loss used it: its sign is the rule
+                raw = classifier.head.ood.weight.detach().double()
+                w = torch.nn.functional.softplus(raw) if config.logistic_sign == "positive" else raw
+                runs[variant][str(seed)]["logistic_weight"] = float(w.item())
+            bar.advance()
     result = {
         "data": data_config.to_dict(),
         "train": {k: v for k, v in train_config.to_dict().items() if k not in ("seed", "vos")},

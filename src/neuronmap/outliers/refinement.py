@@ -6,7 +6,11 @@ class present) and an unlabelled pool whose labels stand in for a person. Each r
 
 - ``boundary``: synthesise points on the decision boundary of each class (rays from the class mean through
   samples of its generative model, cut where the class ties with its runner-up), then take the nearest
-  unpicked pool text of each point in the penultimate space, classes in turn;
+  unpicked pool text of each point, classes in turn. "Nearest" is measured in ``space``: ``feature``
+  (Euclidean in the penultimate space), ``logit`` (Euclidean between the logits, the points' and the texts'
+  features passed through the final layer) or ``whitened`` (Mahalanobis: Euclidean after whitening the
+  penultimate space by the within-class covariance pooled over the labelled set's classes, the shared
+  Gaussian's, plus ``reg_covar`` on its diagonal, whatever ``generative`` is);
 - ``random``: pool texts drawn uniformly;
 - ``uncertainty``: the least-confident pool texts (lowest maximum softmax probability).
 
@@ -17,6 +21,7 @@ true-class margin under the initial model (fixed per seed, so every strategy is 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -31,8 +36,10 @@ from neuronmap.outliers.metrics import accuracy, mean_std, true_class_margin
 from neuronmap.outliers.synthesis import boundary_points, nearest_indices
 from neuronmap.outliers.train import DataConfig, Prepared, prepare
 from neuronmap.outliers.vos import TrainConfig, fit_head, single_threaded
+from neuronmap.progress import progress_bar
 
 STRATEGIES = ("boundary", "random", "uncertainty")
+SPACES = ("feature", "logit", "whitened")
 
 
 @dataclass
@@ -45,6 +52,7 @@ class RefineConfig:
     generative: str = "shared"
     components: int = 3
     reg_covar: float = 1e-4
+    space: str = "feature"
 
     def check(self) -> None:
         if self.initial < 2 or self.budget < 1 or self.rounds < 1:
@@ -56,6 +64,8 @@ class RefineConfig:
             raise NeuronmapError(
                 f"unknown strategy {unknown[0] if unknown else ''!r} (choose from {STRATEGIES})"
             )
+        if self.space not in SPACES:
+            raise NeuronmapError(f"--space must be one of {', '.join(SPACES)}, got {self.space!r}")
 
 
 def initial_labelled(y: np.ndarray, index: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
@@ -105,8 +115,9 @@ def pick(
         return rng.choice(pool, size=budget, replace=False)  # no class mean is predicted as its class
     points = np.stack(order)
     pool_feats = classifier.features(prepared.X[pool])
+    queries, keys = to_space(config.space, classifier, points, pool_feats, feats, labels, config.reg_covar)
     neighbours = min(len(pool), budget + 1)
-    idx, _ = nearest_indices(points.astype(np.float64), pool_feats.astype(np.float64), neighbours)
+    idx, _ = nearest_indices(queries, keys, neighbours)
     taken: list[int] = []
     seen: set[int] = set()
     for row in idx:
@@ -127,6 +138,41 @@ def pick(
     return pool[np.asarray(taken, dtype=np.int64)]
 
 
+def to_space(
+    space: str,
+    classifier: Classifier,
+    points: np.ndarray,
+    pool_feats: np.ndarray,
+    labelled_feats: np.ndarray,
+    labelled_labels: np.ndarray,
+    reg_covar: float = 1e-4,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Penultimate ``points`` and ``pool_feats`` mapped (float64) to where Euclidean distance is ``space``'s.
+
+    ``feature``: unchanged. ``logit``: through the final layer. ``whitened``: ``L^-1 x``, with ``L L^T`` the
+    covariance pooled over the labelled features' classes plus ``reg_covar`` on the diagonal, so that
+    ``|L^-1 (p - x)|`` is the Mahalanobis distance between a point and a text under that covariance.
+    """
+    points, pool_feats = np.asarray(points, dtype=np.float64), np.asarray(pool_feats, dtype=np.float64)
+    if space == "feature":
+        return points, pool_feats
+    if space == "logit":  # the final layer in float64 (the points are float64 boundary solutions)
+        weight = classifier.head.final.weight.detach().double().numpy()
+        bias = classifier.head.final.bias.detach().double().numpy()
+        return points @ weight.T + bias, pool_feats @ weight.T + bias
+    if space == "whitened":
+        from scipy.linalg import solve_triangular
+
+        from neuronmap.outliers.generative import SharedGaussian
+
+        chol = SharedGaussian(reg_covar=reg_covar).fit(labelled_feats, labelled_labels).cholesky_[0]
+        return (
+            solve_triangular(chol, points.T, lower=True).T,
+            solve_triangular(chol, pool_feats.T, lower=True).T,
+        )
+    raise NeuronmapError(f"--space must be one of {', '.join(SPACES)}, got {space!r}")
+
+
 def refine(
     data_config: DataConfig,
     train_config: TrainConfig,
@@ -137,7 +183,7 @@ def refine(
     progress: bool = True,
 ) -> dict[str, Any]:
     """Run the loop for every seed and strategy; return (and write to ``out/refine.json``) the accuracies."""
-    from neuronmap.trace.store import atomic_write_json, atomic_write_text
+    from neuronmap.rundir import atomic_write_json, atomic_write_text
 
     config.check()
     train_config.check()
@@ -146,7 +192,7 @@ def refine(
     start = time.perf_counter()
     prepared = prepare(data_config, progress=progress)
     with single_threaded():  # the head and the densities are small: threads would only wait for each other
-        runs, picked_rows = _loop(prepared, data_config, train_config, config, seeds)
+        runs, picked_rows = _loop(prepared, data_config, train_config, config, seeds, progress)
     result = {
         "data": data_config.to_dict(),
         "train": train_config.to_dict(),
@@ -173,6 +219,20 @@ def _loop(
     train_config: TrainConfig,
     config: RefineConfig,
     seeds: list[int],
+    progress: bool = False,
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    fits = len(seeds) * (1 + len(config.strategies) * config.rounds)
+    with progress_bar("refining", total=fits, unit="fits", enabled=progress) as bar:
+        return _loop_seeds(prepared, data_config, train_config, config, seeds, bar.advance)
+
+
+def _loop_seeds(
+    prepared: Prepared,
+    data_config: DataConfig,
+    train_config: TrainConfig,
+    config: RefineConfig,
+    seeds: list[int],
+    advance: Callable[[], None],
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     train_index, test = prepared.part("train"), prepared.part("test")
     runs: dict[str, Any] = {}
@@ -182,6 +242,7 @@ def _loop(
         tc = replace(train_config, seed=seed)
         labelled0 = initial_labelled(prepared.y, train_index, config.initial, rng)
         first = _fit(prepared, labelled0, tc, data_config)
+        advance()
         test_logits = first.logits(prepared.X[test])
         margins = true_class_margin(test_logits, prepared.y[test])
         n_hard = max(1, round(config.hard_fraction * len(test)))
@@ -203,6 +264,7 @@ def _loop(
                     ]  # fmt: skip
                 labelled = np.sort(np.concatenate([labelled, chosen]))
                 classifier = _fit(prepared, labelled, tc, data_config)
+                advance()
                 rounds.append({"labelled": len(labelled), **_scores(classifier, prepared, test, hard)})
             seed_runs[strategy] = rounds
         runs[str(seed)] = seed_runs

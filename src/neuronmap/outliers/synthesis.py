@@ -137,7 +137,7 @@ def _synthesize(
     figure: bool,
     progress: bool,
 ) -> SynthesisResult:
-    from neuronmap.trace.store import atomic_write_json, atomic_write_parquet, atomic_write_text
+    from neuronmap.rundir import atomic_write_json, atomic_write_parquet, atomic_write_text
 
     train = (table["split"] == "train").to_numpy()
     gen = make_generative(generative, reg_covar=reg_covar, n_components=components, random_state=seed)

@@ -8,7 +8,8 @@ teaches a one-weight logistic on the negative energy to call real training featu
 virtual outliers out-of-distribution, which pushes the classifier to give low energy (confidence) only near the
 data. The cross-entropy and ``loss_weight`` x the uncertainty loss are minimised together.
 
-Differences from the paper's code, on purpose: the logistic acts on the plain energy (no learned per-class
+Differences from the paper's code, on purpose: the logistic's weight is kept positive (``logistic_sign``
+"positive"; "free" is the paper's), the logistic acts on the plain energy (no learned per-class
 energy weights), and a class's queue holds at most as many features as the class has training texts, so that
 small classes fill their queue within an epoch instead of holding stale duplicates.
 """
@@ -29,23 +30,30 @@ from neuronmap.errors import NeuronmapError
 from neuronmap.outliers.classifier import MLPHead
 from neuronmap.outliers.generative import GENERATIVE, make_generative
 
+LOGISTIC_SIGNS = ("positive", "free")
+
 
 def energy(logits: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
     """Free energy ``-T logsumexp(f / T)``: low for inputs the classifier is confident about."""
     return -temperature * torch.logsumexp(logits / temperature, dim=-1)
 
 
-def uncertainty_loss(id_logits: torch.Tensor, ood_logits: torch.Tensor, ood_layer: nn.Linear) -> torch.Tensor:
+def uncertainty_loss(
+    id_logits: torch.Tensor, ood_logits: torch.Tensor, ood_layer: nn.Linear, sign: str = "positive"
+) -> torch.Tensor:
     """Binary cross-entropy of ``sigmoid(w * (-energy) + b)`` with real features = 1, virtual outliers = 0.
 
     As the paper's code (one linear unit on the scalar ``-energy``, one mean over the real and virtual rows
-    together) but for the sign: ``w = softplus(ood_layer.weight)`` is kept positive, so that training asks for
-    what the test-time score assumes, "higher -energy = in-distribution". With the paper's free sign, seeds
-    whose ``w`` turned negative learned the opposite rule: on the built-in sentiment set their far-OOD AUROC
-    ranged from 0.28 to 0.85 across 5 seeds (the README's outlier results).
+    together) but for the sign: by default (``sign="positive"``) ``w = softplus(ood_layer.weight)`` is kept
+    positive, so that training asks for what the test-time score assumes, "higher -energy = in-distribution".
+    ``sign="free"`` is the paper's plain linear unit, ``w = ood_layer.weight`` of either sign: seeds whose
+    ``w`` turned negative learned the opposite rule (the README's outlier results measure both).
     """
+    if sign not in LOGISTIC_SIGNS:
+        raise NeuronmapError(f"unknown logistic sign {sign!r} ({', '.join(LOGISTIC_SIGNS)})")
     scores = torch.cat([-energy(id_logits), -energy(ood_logits)])
-    z = F.softplus(ood_layer.weight).squeeze() * scores + ood_layer.bias
+    weight = F.softplus(ood_layer.weight) if sign == "positive" else ood_layer.weight
+    z = weight.squeeze() * scores + ood_layer.bias
     target = torch.cat([torch.ones(len(id_logits)), torch.zeros(len(ood_logits))]).to(z)
     return F.binary_cross_entropy_with_logits(z, target)
 
@@ -140,6 +148,7 @@ class TrainConfig:
     generative: str = "shared"
     components: int = 3
     reg_covar: float = 1e-4
+    logistic_sign: str = "positive"
 
     def check(self) -> None:
         positive = ("hidden", "epochs", "batch_size", "queue", "sample_from", "select", "components")
@@ -156,6 +165,10 @@ class TrainConfig:
             raise NeuronmapError("--lr must be > 0; --loss-weight, --weight-decay and --start-epoch >= 0")
         if self.generative not in GENERATIVE:
             raise NeuronmapError(f"unknown generative model '{self.generative}' ({', '.join(GENERATIVE)})")
+        if self.logistic_sign not in LOGISTIC_SIGNS:
+            raise NeuronmapError(
+                f"--logistic-sign must be one of {', '.join(LOGISTIC_SIGNS)}, got {self.logistic_sign!r}"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -237,7 +250,7 @@ def _fit_head(
                     ).fit(*queue.contents())
                     virtual, _, _ = synth.sample(rng)
                     ood_logits = head.final(torch.as_tensor(virtual, dtype=torch.float32))
-                    lu = uncertainty_loss(logits, ood_logits, head.ood)
+                    lu = uncertainty_loss(logits, ood_logits, head.ood, config.logistic_sign)
                     loss = ce + config.loss_weight * lu
                     totals["vos"] += lu.item()
                     totals["virtual"] += len(virtual)

@@ -8,14 +8,7 @@ at each subject token), ``shape`` (shape measures), ``editability`` (ROME scores
 
 from __future__ import annotations
 
-from typing import Any
+from neuronmap.lazy import lazy_exports
 
 __all__ = ["study_editability"]
-
-
-def __getattr__(name: str) -> Any:
-    if name == "study_editability":
-        from neuronmap.study.api import study_editability
-
-        return study_editability
-    raise AttributeError(f"module 'neuronmap.study' has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, {"study_editability": "neuronmap.study.api"})

@@ -6,7 +6,7 @@ mlp, attn) on every ``trace_every``-th layer. A fact's shape is measured at the 
 one whose MLP restoration has the largest peak indirect effect (ties: the later token), and again at the last
 subject token, ROME's convention (columns ending ``_last``); the statistics use the first. Then ROME at each sweep layer (the model's default layer among
 them), and the flip norm at the default layer. Then the statistics and the report. Everything written goes
-through ``trace.store``'s atomic writers; ``run.json`` records the parameters, so a run is reproducible from it.
+through ``neuronmap.rundir``'s atomic writers; ``run.json`` records the parameters, so a run is reproducible from it.
 Wall-clock time is kept in one field, ``timing`` of the summary (``summary.json`` and the stage in ``run.json``):
 the tables, the report and the figures are the same bytes on every run, and a killed run started again redoes
 the study and ends with the files of an uninterrupted one.
@@ -33,12 +33,12 @@ from neuronmap.edit.window import check_prompts, check_request
 from neuronmap.errors import NeuronmapError
 from neuronmap.models.loader import LoadedModel, load_model
 from neuronmap.progress import progress_bar
+from neuronmap.rundir import RunDir, atomic_write_json, atomic_write_parquet, stage
 from neuronmap.study import editability as ed
 from neuronmap.study import report, shape
 from neuronmap.study import stats as st
 from neuronmap.study.facts import DEFAULT, StudyFact, load_study_facts
 from neuronmap.study.profiles import causal_profiles, neuron_attribution
-from neuronmap.trace.store import RunDir, atomic_write_json, atomic_write_parquet
 
 KINDS = ("hidden", "mlp", "attn")
 SHAPE_MEASURES = (
@@ -129,8 +129,7 @@ def study_editability(
             lm, hp, [p for p, _ in f.neighbours], targets, where, "a neighbourhood prompt with its target"
         )
     out = Path(out)
-    run = RunDir(out)
-    with run.lock():
+    with stage(RunDir(out), "study") as rec:
         # 1. neuron attribution at each subject token; the model's knowledge of each fact
         timings: dict[str, float] = {}
         clock = time.perf_counter()
@@ -239,7 +238,10 @@ def study_editability(
         timings["statistics_and_report"] = round(time.perf_counter() - clock, 1)
         summary["timing"] = {**timings, "seconds": round(time.perf_counter() - start, 1)}
         atomic_write_json(summary, out / "summary.json")
-        run.set_stage("study", status="complete", model=lm.describe(), parameters=params, summary=summary)
+        rec.params = params  # known once the facts are studied (the thickness rule may take their median)
+        tables = ("profiles", "sweep", "facts", "facts_unknown", "correlations")
+        rec.wrote(*(f"{t}.parquet" for t in tables), "summary.json", *summary["report"], *summary["figures"])
+        rec.finish(model=lm.describe(), summary=summary)
     # the caller gets whole paths (the files keep them relative to ``out``) and the run time, as other stages give it
     return {
         **summary,

@@ -16,8 +16,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from neuronmap.rundir import atomic_write_bytes, atomic_write_text
 from neuronmap.study.conclusion import conclude
-from neuronmap.trace.store import atomic_write_bytes, atomic_write_text
 
 SEED_COLOURS = {"Eiffel Tower": "#d62728", "White House": "#1f77b4", "California": "#ff7f0e"}
 TABLE_COLUMNS = (

@@ -1,4 +1,4 @@
-"""Neuron importance: methods, the batch runner and the run-directory store.
+"""Neuron importance: the methods and the batch runner (the run directory they write is ``neuronmap.rundir``).
 
-Kept free of eager imports: ``neuronmap.trace.store`` is read by torch-free stages.
+Kept free of eager imports: importing a torch-free part of neuronmap never imports torch through this package.
 """

@@ -202,8 +202,14 @@ def target_top1(logits: torch.Tensor, batch: Batch) -> torch.Tensor:
 
 def picked_logprob(picked: torch.Tensor, batch: Batch) -> torch.Tensor:
     """:func:`target_logprob` from the logits at the target positions only, (B, K, V)."""
-    lp = picked.float().log_softmax(-1).gather(-1, batch.target_ids[..., None]).squeeze(-1)
-    return (lp * batch.target_mask).sum(-1)
+    return logprob_sum(picked, batch.target_ids, batch.target_mask)
+
+
+def logprob_sum(picked: torch.Tensor, target_ids: torch.Tensor, target_mask: torch.Tensor) -> torch.Tensor:
+    """(N,) the metric from (N, K, V) logits at the target positions: the sum of the (N, K) target tokens'
+    log-probabilities where ``target_mask`` is set (teacher forcing: a multi-token target sums its tokens)."""
+    lp = picked.float().log_softmax(-1).gather(-1, target_ids[..., None]).squeeze(-1)
+    return (lp * target_mask).sum(-1)
 
 
 def picked_top1(picked: torch.Tensor, batch: Batch) -> torch.Tensor:

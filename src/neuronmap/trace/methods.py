@@ -16,10 +16,10 @@ from dataclasses import dataclass, field
 
 import torch
 
-from neuronmap.edit.hooks import OutputHooks, block_name, replay_blocks
 from neuronmap.errors import NeuronmapError
 from neuronmap.models.hooks import NeuronHook
 from neuronmap.models.loader import LoadedModel
+from neuronmap.models.output_hooks import OutputHooks, block_name, replay_blocks
 from neuronmap.trace.batch import (
     Batch,
     forward_logits,

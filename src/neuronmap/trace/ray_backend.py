@@ -9,94 +9,56 @@ that thread counts and devices may change).
 
 from __future__ import annotations
 
-import os
-import socket
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
-from neuronmap.errors import NeuronmapError
+from neuronmap.raytools import connect, import_ray
 
 if TYPE_CHECKING:
-    import pandas as pd
+    from neuronmap.models.loader import LoadedModel
 
-    from neuronmap.trace.runner import Part, PartJob
+P = TypeVar("P")
+R = TypeVar("R", covariant=True)
 
-CONNECT_TIMEOUT = 5.0  # seconds to open a TCP connection to a given head before saying it is not there
+
+class PartScorer(Protocol[P, R]):
+    """What every actor receives once (picklable): it loads the model and scores parts with it (``runner.PartJob``)."""
+
+    def load(self) -> LoadedModel: ...
+
+    def score(self, lm: LoadedModel, part: P) -> R: ...
 
 
 class _Worker:
     """One Ray actor: the model is loaded in ``__init__`` and kept for every part it scores."""
 
-    def __init__(self, job: PartJob, threads: int) -> None:
+    def __init__(self, job: PartScorer[Any, Any], threads: int) -> None:
         import torch
-
-        from neuronmap.models.loader import load_model
 
         torch.set_num_threads(threads)
         self.job = job
-        self.lm = load_model(job.config.model, device=job.config.device, dtype=job.config.dtype)
+        self.lm = job.load()
 
-    def score(self, part: Part) -> tuple[Part, pd.DataFrame, pd.DataFrame]:
+    def score(self, part: Any) -> Any:
         return self.job.score(self.lm, part)
 
 
-def import_ray() -> Any:
-    """The ray module, or a clear error naming the extra that installs it."""
-    try:
-        import ray
-    except ImportError:
-        raise NeuronmapError(
-            "--backend ray needs Ray: pip install 'neuronmap[ray]' (or pip install ray)"
-        ) from None
-    return ray
-
-
-def unreachable(address: str, timeout: float = CONNECT_TIMEOUT) -> str | None:
-    """Why a TCP connection to ``address``'s host:port does not open within ``timeout`` seconds; None when it
-    does or when the address names no port (``auto``). ``ray.init`` itself retries an absent head for minutes."""
-    host, sep, port = address.removeprefix("ray://").rpartition(":")
-    if not sep or not port.isdigit():
-        return None
-    try:
-        with socket.create_connection((host or "127.0.0.1", int(port)), timeout=timeout):
-            return None
-    except OSError as exc:
-        return str(exc) or type(exc).__name__
-
-
-def connect(ray: Any, address: str | None, workers: int) -> bool:
-    """Start or reach a cluster unless Ray is already up; True when this call started it (so stops it)."""
-    if ray.is_initialized():
-        return False
-    reason = unreachable(address) if address else None
-    if reason:
-        raise NeuronmapError(f"could not reach Ray at {address}: {reason} (is a head node running there?)")
-    try:
-        ray.init(
-            address=address,
-            include_dashboard=False,
-            log_to_driver=False,
-            ignore_reinit_error=True,
-            # A local cluster gets exactly the workers' CPUs; a remote one has its own resources.
-            **({} if address else {"num_cpus": workers}),
-        )
-    except (ConnectionError, ValueError, RuntimeError) as exc:
-        raise NeuronmapError(
-            f"could not start or reach Ray at {address or 'a local cluster'}: {exc}"
-        ) from exc
-    return True
-
-
-def score_parts_on_ray(job: PartJob, parts: list[Part]) -> Iterator[tuple[Part, pd.DataFrame, pd.DataFrame]]:
-    """Yield each part's tables as its actor finishes it (not in part order)."""
+def score_parts_on_ray(
+    job: PartScorer[P, R],
+    parts: list[P],
+    *,
+    address: str | None,
+    workers: int,
+    threads: int,
+    gpus_per_worker: float,
+) -> Iterator[R]:
+    """Yield each part's result as its actor finishes it (not in part order)."""
     if not parts:
         return
     ray = import_ray()
-    config = job.config
-    started_here = connect(ray, config.address, config.workers)
-    threads = config.threads or max(1, (os.cpu_count() or 1) // config.workers)
-    actor = ray.remote(num_cpus=1, num_gpus=config.gpus_per_worker)(_Worker)
-    actors = [actor.remote(job, threads) for _ in range(min(config.workers, len(parts)))]
+    started_here = connect(ray, address, workers)
+    actor = ray.remote(num_cpus=1, num_gpus=gpus_per_worker)(_Worker)
+    actors = [actor.remote(job, threads) for _ in range(min(workers, len(parts)))]
     queue = list(parts)
     pending: dict[Any, Any] = {}
     try:

@@ -9,10 +9,11 @@ a part's batches, and the noise of each context, do not depend on what ran befor
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import MISSING, asdict, dataclass, field, fields
+from dataclasses import MISSING, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,6 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import torch
 
-from neuronmap import __version__
 from neuronmap.contexts.grouping import group_run, parse_groupings
 from neuronmap.contexts.loaders import ContextSet, load_contexts, load_documents
 from neuronmap.contexts.record import Context
@@ -32,6 +32,20 @@ from neuronmap.models.hooks import NeuronHook
 from neuronmap.models.loader import LoadedModel, load_model
 from neuronmap.models.memory import Budget, memory_budget
 from neuronmap.progress import progress_bar
+from neuronmap.rundir import (
+    CONTEXTS,
+    DOCUMENTS,
+    DROPPED,
+    PARTS,
+    SCORES,
+    RunDir,
+    Stage,
+    atomic_write_parquet,
+    concat_parquet,
+    read_parquet,
+    stage,
+)
+from neuronmap.rundir.reprs import run_html
 from neuronmap.trace import methods
 from neuronmap.trace.batch import (
     TRUNCATE,
@@ -52,20 +66,7 @@ from neuronmap.trace.events import (
     score_windows,
 )
 from neuronmap.trace.plan import Batches, method_bytes, plan_batches
-from neuronmap.trace.store import (
-    CONTEXTS,
-    DOCUMENTS,
-    SCORES,
-    RunDir,
-    atomic_write_parquet,
-    concat_parquet,
-    read_parquet,
-)
-
-PARTS = "parts"
-DROPPED = "contexts_dropped.parquet"
-# Files of later stages that a forced re-trace makes stale.
-DOWNSTREAM = ("graph", "explorer.html", "figures", "senses.parquet")
+from neuronmap.trace.targets import target_summary
 
 
 @dataclass
@@ -73,6 +74,8 @@ class TraceConfig:
     """Everything that decides a trace's output (device and threads do not, within float tolerance)."""
 
     model: str = "smollm2-135m"
+    # A file, builtin:NAME, or rows (a list of dicts, a DataFrame): trace_run records rows as their source's name,
+    # "<N contexts in memory, sha256 HASH>" (contexts.loaders), so a rerun with other rows is told apart.
     contexts: str = "builtin:facts"
     method: str = "attribution"
     top_k: int | None = 100
@@ -200,6 +203,9 @@ class TraceResult:
     def scores(self) -> pd.DataFrame:
         return self.run.scores()
 
+    def _repr_html_(self) -> str:  # a notebook shows the run's summary
+        return run_html(self.run.path, "neuronmap trace")
+
 
 def trace_run(
     config: TraceConfig | None = None,
@@ -215,86 +221,76 @@ def trace_run(
     ``config`` fields may also be given as keyword arguments (``trace_run(out="runs/x", method="ablation")``). An already
     ``loaded`` model may be passed to skip loading (it must be the model ``config.model`` names). With ``group_by``,
     ``neuronmap.contexts.grouping.group_run`` adds its group columns once the trace is complete (or was already).
+    ``contexts`` may be rows (a list of dicts, a DataFrame) with the fields of a JSONL file's records.
     """
-    config = TraceConfig(**{**(asdict(config) if config else {}), **overrides})
+    # replace, not asdict: contexts given as rows (a DataFrame) are not deep-copied
+    config = replace(config, **overrides) if config else TraceConfig(**overrides)
     config.validate()
-    result = _trace_locked(config, RunDir(out), force, progress, loaded)
+    rows = None
+    # Rows are loaded (and checked) now, so that run.json names them: "<N contexts in memory, sha256 HASH>".
+    if not isinstance(config.contexts, str | os.PathLike):
+        load = load_documents if config.each_token else load_contexts
+        rows = load(config.contexts, limit=config.limit, seed=config.seed)
+        config = replace(config, contexts=rows.source)
+    result = _trace_locked(config, RunDir(out), force, progress, loaded, rows)
     if config.group_by:
         group_run(result.run, config.group_by, loaded=loaded)
     return result
 
 
 def _trace_locked(
-    config: TraceConfig, run: RunDir, force: bool, progress: bool, loaded: LoadedModel | None
+    config: TraceConfig,
+    run: RunDir,
+    force: bool,
+    progress: bool,
+    loaded: LoadedModel | None,
+    rows: ContextSet | None = None,
 ) -> TraceResult:
-    with run.lock():
-        previous = run.stage("trace")
-        if previous is not None and not force:
-            _check_same(run, previous, config)
-            if previous.get("status") == "complete":
+    with stage(run, "trace", config.output_params(), resumable=True) as st:
+        if force:
+            run.clear()  # a new trace starts a new run: what every stage wrote goes
+            st.previous = None
+        previous = st.previous
+        if previous is not None:
+            _check_same(run, st)
+            if st.complete:
                 # parts/ outlives a run killed between its last write and the clean-up
                 shutil.rmtree(run.path / PARTS, ignore_errors=True)
+                # runs traced before finished_at left ``timing`` keep it there
                 timing = {k: v for k, v in previous.get("timing", {}).items() if k != "finished_at"}
                 return TraceResult(run, {**previous["summary"], **timing}, skipped=True)
-        if force:
-            _clear(run)
         if config.threads:
             torch.set_num_threads(config.threads)
         load = load_documents if config.each_token else load_contexts
-        context_set = load(config.contexts, limit=config.limit, seed=config.seed)
+        context_set = rows or load(config.contexts, limit=config.limit, seed=config.seed)
         lm = (
             loaded
             if loaded is not None
             else load_model(config.model, device=config.device, dtype=config.dtype)
         )
-        if (
-            previous is not None
-            and not force
-            and previous.get("model", {}).get("weights_hash") != lm.weights_hash
-        ):
+        if previous is not None and previous.get("model", {}).get("weights_hash") != lm.weights_hash:
             raise NeuronmapError(
                 f"{run.path}: was traced with other weights of '{config.model}'; use --force"
             )
         if config.each_token:
-            return _run_events(run, config, context_set, lm, progress)
-        return _run(run, config, context_set, lm, progress)
+            return _run_events(st, config, context_set, lm, progress)
+        return _run(st, config, context_set, lm, progress)
 
 
-def _check_same(run: RunDir, previous: dict[str, Any], config: TraceConfig) -> None:
-    manifest = run.manifest()
-    if manifest.get("neuronmap_version") != __version__:
-        raise NeuronmapError(
-            f"{run.path}: made by neuronmap {manifest.get('neuronmap_version')}, this is {__version__}; "
-            "use --force to trace it again"
-        )
+def _check_same(run: RunDir, st: Stage) -> None:
+    run.check_format()
     # A parameter added after the run was made did not exist then: its default is what that run did.
     added = {f.name: f.default for f in fields(TraceConfig) if f.default is not MISSING}
-    new = json.loads(json.dumps(config.output_params()))
-    old = {**{k: v for k, v in added.items() if k in new}, **previous.get("params", {})}
-    changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+    changed = st.changes(added)
     if changed:
-        detail = ", ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in changed)
         raise NeuronmapError(
-            f"{run.path}: holds a trace with other parameters ({detail}); use --force to replace it or another --out"
+            f"{run.path}: holds a trace with other parameters ({', '.join(changed)}); use --force to replace it "
+            "or another --out"
         )
 
 
-def _clear(run: RunDir) -> None:
-    if not run.exists() and not (run.path / PARTS).is_dir():
-        return  # not a run (yet): files of the same names there are the user's, not ours to delete
-    for name in (CONTEXTS, SCORES, DOCUMENTS, DROPPED, PARTS, *DOWNSTREAM):
-        path = run.path / name
-        if path.is_dir():
-            shutil.rmtree(path)
-        else:
-            path.unlink(missing_ok=True)
-    if run.exists():
-        run.manifest_path.unlink()
-
-
-def _run(
-    run: RunDir, config: TraceConfig, context_set: ContextSet, lm: LoadedModel, progress: bool
-) -> TraceResult:
+def _run(st: Stage, config: TraceConfig, context_set: ContextSet, lm: LoadedModel, progress: bool) -> TraceResult:
+    run = st.run
     _check_causal(lm, config.model)
     layers = lm.adapter.resolve_layers(config.layers)
     keep = context_set.default_keep if config.keep == "auto" else config.keep
@@ -305,8 +301,8 @@ def _run(
     budget = memory_budget(config.max_memory, lm.device)
     plan = _plan(lm, config, layers, encoded, budget, context_set.where)
     contexts, encoded = _predict_missing(lm, context_set.contexts, encoded, plan)
-    _start(run, config, lm, layers, keep)
-    mean_acts = _neuron_means(lm, encoded, layers, plan) if config.ablate == "mean" else None
+    _start(st, lm, layers, keep)
+    mean_acts = _neuron_means(lm, encoded, layers, plan, progress) if config.ablate == "mean" else None
 
     parts_dir = run.path / PARTS
     n_parts = (len(encoded) + config.part_size - 1) // config.part_size
@@ -322,26 +318,28 @@ def _run(
     with progress_bar(
         f"tracing ({config.method})", total=len(encoded), unit="contexts", enabled=progress
     ) as bar:
-        bar.advance(len(encoded) - sum(len(p.ids) for p in todo))
+        bar.skip(len(encoded) - sum(len(p.ids) for p in todo))
         if config.backend == "ray":
             from neuronmap.trace.ray_backend import score_parts_on_ray
 
-            results = score_parts_on_ray(job, todo)
-        else:
-            results = (job.score(lm, part) for part in todo)
+            threads = config.threads or max(1, (os.cpu_count() or 1) // config.workers)
+            results = score_parts_on_ray(job, todo, address=config.address, workers=config.workers,
+                                         threads=threads, gpus_per_worker=config.gpus_per_worker)  # fmt: skip
+        else:  # the bar moves per batch here; Ray's actors report whole parts
+            results = (job.score(lm, part, advance=bar.advance) for part in todo)
         for part, ctx_frame, score_frame in results:
             atomic_write_parquet(ctx_frame, parts_dir / f"contexts-{part.index:05d}.parquet")
             atomic_write_parquet(score_frame, parts_dir / f"scores-{part.index:05d}.parquet")
-            bar.advance(len(part.ids))
-    summary = _finalize(run, n_parts, time.time() - started, truncated, plan.record(budget))
+            if config.backend == "ray":
+                bar.advance(len(part.ids))
+    summary = _finalize(st, n_parts, time.time() - started, truncated, plan.record(budget))
     return TraceResult(run, summary)
 
 
-def _start(run: RunDir, config: TraceConfig, lm: LoadedModel, layers: list[int], keep: str) -> None:
-    """The manifest of a trace that has begun: what a rerun must match to resume it."""
-    stage = {"status": "running", "params": config.output_params(), "model": lm.describe(), "layers": layers,
-             "keep_resolved": keep, "window": lm.window}  # fmt: skip
-    run.write_manifest({"model": lm.describe(), "stages": {"trace": stage}})
+def _start(st: Stage, lm: LoadedModel, layers: list[int], keep: str) -> None:
+    """The record of a trace that has begun: what a rerun must match to resume it."""
+    st.wrote(CONTEXTS, DROPPED, SCORES, PARTS)
+    st.start({"model": lm.describe()}, model=lm.describe(), layers=layers, keep_resolved=keep, window=lm.window)
 
 
 def _check_causal(lm: LoadedModel, model: str) -> None:
@@ -352,9 +350,10 @@ def _check_causal(lm: LoadedModel, model: str) -> None:
 
 
 def _run_events(
-    run: RunDir, config: TraceConfig, documents: ContextSet, lm: LoadedModel, progress: bool
+    st: Stage, config: TraceConfig, documents: ContextSet, lm: LoadedModel, progress: bool
 ) -> TraceResult:
     """The each-token trace (``trace.events``): documents.parquet, then parts of windows as ``_run`` does."""
+    run = st.run
     _check_causal(lm, config.model)
     layers = lm.adapter.resolve_layers(config.layers)
     started = time.time()
@@ -381,7 +380,8 @@ def _run_events(
     for key in sorted({k for d in documents for k in d.groups}):
         table[key] = [d.groups.get(key) for d in documents]
     atomic_write_parquet(table, run.path / DOCUMENTS)
-    _start(run, config, lm, layers, "all")
+    st.wrote(DOCUMENTS)
+    _start(st, lm, layers, "all")
     first_ids = np.concatenate([[0], np.cumsum([len(w.local()) for w in windows])])
     groups = {i: dict(d.groups) for i, d in enumerate(documents)}
     spans = {i: np.asarray(char_spans(lm.tokenizer, d.text, ids), dtype=np.int64) for i, (d, ids) in
@@ -395,7 +395,7 @@ def _run_events(
         for index in range(n_parts):
             batches = by_part[index]
             if (parts_dir / f"scores-{index:05d}.parquet").is_file():
-                bar.advance(int(first_ids[batches[-1].stop] - first_ids[batches[0].start]))
+                bar.skip(int(first_ids[batches[-1].stop] - first_ids[batches[0].start]))
                 continue
             ctx_frames, score_frames = [], []
             for b in batches:
@@ -413,7 +413,7 @@ def _run_events(
                 pd.concat(score_frames, ignore_index=True), parts_dir / f"scores-{index:05d}.parquet"
             )
     counts = {"documents": len(token_ids), "windows": len(windows)}
-    summary = _finalize(run, n_parts, time.time() - started, None, plan.record(budget), counts)
+    summary = _finalize(st, n_parts, time.time() - started, None, plan.record(budget), counts)
     return TraceResult(run, summary)
 
 
@@ -455,7 +455,15 @@ class PartJob:
     mean_acts: torch.Tensor | None
     chunk: int  # copies per forward of ablation and causal
 
-    def score(self, lm: LoadedModel, part: Part) -> tuple[Part, pd.DataFrame, pd.DataFrame]:
+    def load(self) -> LoadedModel:
+        """The model, as a Ray actor loads it (on its own device)."""
+        return load_model(self.config.model, device=self.config.device, dtype=self.config.dtype)
+
+    def score(
+        self, lm: LoadedModel, part: Part, advance: Callable[[int], None] | None = None
+    ) -> tuple[Part, pd.DataFrame, pd.DataFrame]:
+        """Score a part batch by batch; ``advance(n)`` (the local backend's progress bar) after each batch of n
+        contexts. The part stays the unit of writing and of resumption."""
         ctx_rows, frames = [], []
         for batch in part.batches:
             sl = slice(batch.start - part.ids[0], batch.stop - part.ids[0])
@@ -463,6 +471,8 @@ class PartJob:
                                        part.ids[sl], self.mean_acts, self.keep, self.chunk)  # fmt: skip
             ctx_rows.extend(rows)
             frames.append(frame)
+            if advance is not None:
+                advance(len(rows))
         return part, pd.DataFrame(ctx_rows), pd.concat(frames, ignore_index=True)
 
 
@@ -515,18 +525,22 @@ def _predict_missing(
     return contexts, encoded
 
 
-def _neuron_means(lm: LoadedModel, encoded: list[Encoded], layers: list[int], plan: Batches) -> torch.Tensor:
+def _neuron_means(
+    lm: LoadedModel, encoded: list[Encoded], layers: list[int], plan: Batches, progress: bool = False
+) -> torch.Tensor:
     """Mean activation of each neuron over every token of the context set: the reference for mean ablation."""
     total = torch.zeros((len(layers), lm.d_mlp), dtype=torch.float64, device=lm.device)
     count = 0
-    for ids in plan.slices:
-        batch = collate(encoded[ids.start : ids.stop], lm.tokenizer.pad_token_id, lm.device)
-        mask = batch.attention_mask.bool()
-        with torch.no_grad(), NeuronHook(lm.adapter, layers) as hook:
-            forward_target_logits(lm.model, batch)
-        for slot, layer in enumerate(layers):
-            total[slot] += hook.acts[layer][mask].double().sum(0)
-        count += int(mask.sum())
+    with progress_bar("mean activations", total=len(encoded), unit="contexts", enabled=progress) as bar:
+        for ids in plan.slices:
+            batch = collate(encoded[ids.start : ids.stop], lm.tokenizer.pad_token_id, lm.device)
+            mask = batch.attention_mask.bool()
+            with torch.no_grad(), NeuronHook(lm.adapter, layers) as hook:
+                forward_target_logits(lm.model, batch)
+            for slot, layer in enumerate(layers):
+                total[slot] += hook.acts[layer][mask].double().sum(0)
+            count += int(mask.sum())
+            bar.advance(len(ids))
     return (total / count).to(lm.dtype)
 
 
@@ -665,7 +679,7 @@ def _top_scores(
 
 
 def _finalize(
-    run: RunDir,
+    st: Stage,
     n_parts: int,
     elapsed: float,
     truncated: dict[str, int] | None,
@@ -673,16 +687,21 @@ def _finalize(
     counts: dict[str, int] | None = None,
 ) -> dict[str, Any]:
     """Merge the parts into the final tables, streaming, so memory is bounded by one part."""
+    run = st.run
     parts_dir = run.path / PARTS
     ctx_parts = [parts_dir / f"contexts-{i:05d}.parquet" for i in range(n_parts)]
     score_parts = [parts_dir / f"scores-{i:05d}.parquet" for i in range(n_parts)]
     kept_n = dropped_n = 0
+    known, p_target = [], []  # of the traced (kept) contexts: how well the model predicts their targets
     for source in ctx_parts:
-        flags = pq.read_table(source, columns=["kept"])["kept"].to_numpy()
+        part = pq.read_table(source, columns=["kept", "known", "p_target"])
+        flags = part["kept"].to_numpy()
         kept_n += int(flags.sum())
         dropped_n += int((~flags).sum())
+        known.append(part["known"].to_numpy()[flags])
+        p_target.append(part["p_target"].to_numpy()[flags])
     if kept_n == 0:
-        _clear(run)  # a rerun would find the same: nothing of this run is worth keeping
+        run.clear()  # a rerun would find the same: nothing of this run is worth keeping
         raise NeuronmapError(
             f"none of the {dropped_n} contexts was kept: the model predicts none of their targets top-1 "
             "(use --keep all to trace them anyway)"
@@ -699,15 +718,15 @@ def _finalize(
     ]
     per_neuron = pd.concat(totals).groupby(level=[0, 1]).sum().reset_index()
     summary = summarize(kept_n, dropped_n, per_neuron, elapsed)
+    summary["targets"] = target_summary(np.concatenate(known), np.concatenate(p_target))
     if truncated is not None:
         summary["truncated"] = truncated
     summary.update(counts or {})
     # Wall-clock values live in one field, ``timing``: everything else in run.json is the same on every run.
     timing = {k: summary.pop(k) for k in TIMING}
-    timing["finished_at"] = time.strftime("%Y-%m-%dT%H:%M:%S")
     # The memory plan depends on the memory free at the start, so it is kept with the times, not the summary.
     timing["memory"] = memory
-    run.set_stage("trace", status="complete", summary=summary, timing=timing)
+    st.finish(summary=summary, timing=timing)
     shutil.rmtree(parts_dir, ignore_errors=True)
     return {**summary, **{k: timing[k] for k in TIMING}}
 

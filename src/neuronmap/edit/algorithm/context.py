@@ -27,7 +27,7 @@ from neuronmap.edit.hparams import RomeHparams
 from neuronmap.edit.prompts import document_start, opening_ids
 from neuronmap.models.loader import LoadedModel
 from neuronmap.models.registry import cache_root
-from neuronmap.trace.store import atomic_write_json
+from neuronmap.rundir import atomic_write_json
 
 STARTS = ("The", "Therefore", "Because", "I", "You")  # MEMIT's start words
 TOP_K = 5

@@ -30,7 +30,7 @@ from neuronmap.edit.stats import SecondMoment, second_moment
 from neuronmap.edit.window import check_request
 from neuronmap.errors import NeuronmapError
 from neuronmap.models.loader import LoadedModel
-from neuronmap.trace.store import atomic_write_bytes, atomic_write_json
+from neuronmap.rundir import atomic_write_bytes, atomic_write_json
 
 FORMAT = "neuronmap-rome-delta/1"
 

@@ -8,10 +8,10 @@ from collections.abc import Sequence
 import torch
 
 from neuronmap.edit.algorithm.request import Request
-from neuronmap.edit.hooks import stop_after
 from neuronmap.edit.prompts import encode_fact, pad
 from neuronmap.models.hooks import NeuronHook
 from neuronmap.models.loader import LoadedModel
+from neuronmap.models.output_hooks import stop_after
 
 
 def prefix_keys(

@@ -20,11 +20,11 @@ from dataclasses import dataclass, field
 import torch
 
 from neuronmap.edit.algorithm.request import Request
-from neuronmap.edit.hooks import OutputHooks, block_name, replay_blocks
 from neuronmap.edit.hparams import RomeHparams
 from neuronmap.edit.prompts import encode_fact, opening_ids, pad
 from neuronmap.edit.scoring import logits_at
 from neuronmap.models.loader import LoadedModel
+from neuronmap.models.output_hooks import OutputHooks, block_name, replay_blocks
 from neuronmap.progress import progress_bar
 
 

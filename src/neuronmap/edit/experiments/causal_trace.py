@@ -20,11 +20,11 @@ import pandas as pd
 import torch
 
 from neuronmap.edit.dsets import Fact
-from neuronmap.edit.hooks import KINDS, OutputHooks, block_name, module_name, replay_blocks
 from neuronmap.edit.prompts import encode_fact, opening_ids
 from neuronmap.errors import NeuronmapError
 from neuronmap.models.loader import LoadedModel
 from neuronmap.models.memory import Budget, Footprint, format_bytes
+from neuronmap.models.output_hooks import KINDS, OutputHooks, block_name, module_name, replay_blocks
 from neuronmap.progress import progress_bar
 from neuronmap.trace.batch import (
     Batch,

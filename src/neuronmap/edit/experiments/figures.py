@@ -8,8 +8,8 @@ from pathlib import Path
 import pandas as pd
 
 from neuronmap.edit.experiments.causal_trace import POSITION_CLASSES, FactTrace
-from neuronmap.edit.hooks import KINDS
 from neuronmap.errors import NeuronmapError
+from neuronmap.models.output_hooks import KINDS
 
 FORMATS = ("png", "svg")
 _CMAPS = {"hidden": "Purples", "mlp": "Greens", "attn": "Reds"}
