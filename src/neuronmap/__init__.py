@@ -17,7 +17,7 @@ _LAZY = {
     "Context": "neuronmap.contexts.record",
     "load_contexts": "neuronmap.contexts.loaders",
     "trace_run": "neuronmap.trace.runner",  # not "trace": that is the subpackage, which would shadow it
-    "TraceConfig": "neuronmap.trace.runner",
+    "TraceConfig": "neuronmap.trace.config",
     "RunDir": "neuronmap.rundir",
     "map_run": "neuronmap.graph.api",
     "verify_clusters": "neuronmap.verify.api",

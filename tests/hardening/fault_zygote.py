@@ -33,8 +33,8 @@ import torch  # noqa: E402
 
 torch.set_num_threads(1)
 
-# The modules the commands import when they start (cli.py imports them lazily; typer its option parsing's), so
-# children skip that too.
+# The modules the commands import when they start (the cli package imports them lazily; typer its option
+# parsing's), so children skip that too.
 import rich._emoji_codes  # noqa: E402, F401
 import typer._adapters  # noqa: E402, F401
 

@@ -21,6 +21,7 @@ _LAZY = {
     "trace_fact": "neuronmap.edit.experiments.causal_trace",
     "run_causal_trace": "neuronmap.edit.api",  # what `neuronmap causal-trace` calls (several facts, a run)
     "run_eval": "neuronmap.edit.api",  # what `neuronmap edit-eval` calls
+    "run_edit": "neuronmap.edit.api",  # what `neuronmap edit` calls
     "evaluate": "neuronmap.edit.experiments.evaluate",
     "load_records": "neuronmap.edit.dsets",
 }

@@ -283,3 +283,78 @@ def run_eval(
             summary={k: summary[k] for k in ("efficacy", "paraphrase", "neighborhood", "score", "fluency")},
         )
     return summary
+
+
+SAVE_AS = ("delta", "model")
+
+
+def run_edit(
+    lm: LoadedModel,
+    *,
+    subject: str,
+    prompt: str,
+    target_new: str,
+    target_true: str | None = None,
+    layer: int | None = None,
+    hparams: str | None = None,
+    apply: Sequence[str | Path] = (),
+    check: Sequence[str] = (),
+    save: str | Path | None = None,
+    save_as: str = "delta",
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Rewrite one fact with ROME, as ``neuronmap edit`` does: the saved edits of ``apply`` first (in order), then
+    the rank-one edit of ``prompt`` (with ``{}`` for ``subject``) towards ``target_new``. The model stays edited.
+
+    Returns ``edit`` (the :class:`~neuronmap.edit.algorithm.edit.Edit`; ``edit.undo()`` takes it back), ``layer``,
+    ``module``, ``steps``, ``delta_norm``, ``seconds``, the ``prompts`` scored (the rewrite prompt and each of
+    ``check``), the ``targets`` (``target_new``, and ``target_true`` when given), ``before`` and ``after``: the
+    probability of each target (rows) on each prompt (columns), and ``saved``: where ``save`` wrote the edit
+    (``save_as`` "delta": a .safetensors file) or the edited model ("model": a Hugging Face folder), or None.
+    """
+    from neuronmap.edit.algorithm.edit import Edit, rome, save_model
+    from neuronmap.edit.algorithm.request import Request
+    from neuronmap.edit.hparams import load_hparams
+    from neuronmap.edit.prompts import opening_ids
+    from neuronmap.edit.scoring import mean_logprobs
+    from neuronmap.edit.window import check_prompts, check_request
+
+    if save_as not in SAVE_AS:
+        raise NeuronmapError(f"--save-as takes delta or model, got {save_as!r}")
+    request = Request(prompt, subject, target_new, target_true).validate()
+    hp = load_hparams(hparams, model=lm.spec)
+    check = list(check)
+    check_request(lm, hp, request, "--prompt")
+    check_prompts(lm, hp, check, [target_new, target_true or ""], "--check", "the prompt with its target")
+    opening = opening_ids(lm.tokenizer, hp.document_start)
+    prior = [Edit.load(path, lm) for path in apply]
+    for e in prior:
+        e.apply()
+    prompts = [request.text, *check]
+    targets = [t for t in (target_new, target_true) if t]
+
+    def probs() -> list[list[float]]:
+        return [
+            mean_logprobs(lm, prompts, [t] * len(prompts), opening=opening).exp().tolist() for t in targets
+        ]
+
+    before = probs()
+    edit = rome(lm, request, hp, layer=layer, progress=progress).apply()
+    after = probs()
+    saved = None
+    if save is not None:
+        saved = edit.save(save) if save_as == "delta" else save_model(lm, save, [*prior, edit])
+    return {
+        "edit": edit,
+        "layer": edit.layer,
+        "module": edit.module_name,
+        "steps": edit.info["steps"],
+        "delta_norm": edit.info["delta_norm"],
+        "seconds": edit.info["seconds"],
+        "prompts": prompts,
+        "targets": targets,
+        "before": before,
+        "after": after,
+        "saved": saved,
+        "save_as": save_as,
+    }

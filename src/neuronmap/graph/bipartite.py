@@ -13,8 +13,6 @@ import scipy.sparse as sp
 
 from neuronmap.errors import NeuronmapError
 
-EDGE_SCORES = ("positive", "abs", "signed")
-TOKEN_FIELDS = ("target", "input")
 EDGE_COLUMNS = ["layer", "neuron", "token_id", "token", "weight", "contexts"]
 
 

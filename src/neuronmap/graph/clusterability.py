@@ -27,9 +27,9 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
+from neuronmap.graph.config import NULL_KINDS
 from neuronmap.progress import track
 
-NULL_KINDS = ("edges", "pairs", "swaps")  # appended, so the seeds of the older kinds stay
 # Each edge is offered ten swaps. On the unit test's layer of broad and narrow neurons the nulls' modularity
 # stops moving after five rounds, and after ten 95% of the edges have left their cell.
 SWAP_ROUNDS = 10

@@ -17,9 +17,9 @@ import scipy.sparse as sp
 from networkx.readwrite.gexf import GEXFWriter
 
 from neuronmap.graph.communities import to_networkx
+from neuronmap.graph.config import EXPORT_FORMATS
 from neuronmap.rundir import atomic_write_bytes
 
-EXPORT_FORMATS = ("graphml", "gexf")
 NODE_ATTRIBUTES = ["layer", "neuron", "cluster", "merged_cluster", "strength"]
 
 

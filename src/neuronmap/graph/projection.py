@@ -30,8 +30,8 @@ import scipy.sparse as sp
 from scipy.sparse.linalg import LinearOperator
 
 from neuronmap.graph.bipartite import bipartite_matrix
+from neuronmap.graph.config import PROJECTIONS
 
-PROJECTIONS = ("collaboration", "weighted", "cosine")
 BLOCK_CELLS = 1 << 23  # dense cells of one row block: 3 buffers of 64 + 64 + 8 MB
 DENSE_BYTES = 1 << 28  # at most 256 MB of hub token columns held dense
 HUB_MIN_DEGREE = 64  # below this a token column is always cheaper as a sparse product

@@ -18,6 +18,7 @@ from neuronmap.errors import NeuronmapError
 from neuronmap.models.adapters import Adapter
 from neuronmap.models.memory import Footprint
 from neuronmap.models.registry import EMBEDDED, MARKER, prepare, sha256_file
+from neuronmap.models.spec import looks_like_hub_id
 from neuronmap.models.tiny import TINY, build_tiny
 
 DTYPES = {
@@ -241,7 +242,7 @@ def load_model(
             raise NeuronmapError(f"{folder}: could not load the model ({exc})") from exc
         weights_hash = _folder_hash(folder)
     else:
-        if Path(spec).suffix or os.sep in spec.rstrip("/") and not _looks_like_hub_id(spec):
+        if Path(spec).suffix or os.sep in spec.rstrip("/") and not looks_like_hub_id(spec):
             raise NeuronmapError(f"'{spec}': no such model folder")
         model, tokenizer = _load_hub(spec, torch_dtype)
         weights_hash = _state_hash(model)
@@ -250,8 +251,3 @@ def load_model(
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
     return LoadedModel(model, tokenizer, Adapter(model), spec, weights_hash)
-
-
-def _looks_like_hub_id(spec: str) -> bool:
-    parts = spec.split("/")
-    return len(parts) == 2 and all(parts) and not spec.startswith((".", "/", "~"))

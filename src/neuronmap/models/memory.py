@@ -15,11 +15,14 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import psutil
-import torch
 
 from neuronmap.errors import NeuronmapError
+
+if TYPE_CHECKING:  # torch is imported where a device is asked: a size is parsed without it
+    import torch
 
 # A batch may take this share of the memory available when the command starts, unless --max-memory says otherwise:
 # the rest is for the tables, the tokenizer, Python itself and whatever else the machine runs.
@@ -51,6 +54,10 @@ def format_bytes(n: float) -> str:
 
 def available_bytes(device: torch.device | str = "cpu") -> int:
     """Memory free for new work now: the device's free memory on CUDA, the system's available memory else."""
+    if str(device) == "cpu":  # without importing torch
+        return int(psutil.virtual_memory().available)
+    import torch
+
     device = torch.device(device)
     if device.type == "cuda":
         return int(torch.cuda.mem_get_info(device)[0])

@@ -9,7 +9,7 @@ import importlib
 from typing import Any
 
 _EXPORTS = {
-    "NeuronsConfig": "api",
+    "NeuronsConfig": "config",
     "NeuronsResult": "api",
     "neurons_run": "api",
     "ActivationHistogram": "examples",

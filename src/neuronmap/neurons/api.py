@@ -16,7 +16,7 @@ A map replaces ``graph/`` whole, so a new map leaves no stale dashboard behind: 
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +25,8 @@ import pandas as pd
 
 from neuronmap.errors import NeuronmapError
 from neuronmap.models.loader import LoadedModel
-from neuronmap.neurons.examples import HIST_BINS, Text, top_activating
+from neuronmap.neurons.config import NeuronsConfig
+from neuronmap.neurons.examples import Text, top_activating
 from neuronmap.neurons.logits import output_token_weights
 from neuronmap.neurons.names import EXAMPLES, HISTOGRAMS, LOGITS, OUTPUTS, STAGE
 from neuronmap.progress import progress_bar
@@ -40,31 +41,6 @@ from neuronmap.rundir import (
     stage,
 )
 from neuronmap.trace.events import document_windows
-
-
-@dataclass
-class NeuronsConfig:
-    """What decides the stage's tables."""
-
-    top_tokens: int = 10  # promoted and suppressed tokens per neuron
-    examples: int = 8  # top-activating examples per neuron
-    before: int = 19  # tokens shown before an example's position (window = before + 1 + after)
-    after: int = 4
-    max_texts: int | None = None  # the first N documents (each-token) or contexts; None: all
-    bins: int = HIST_BINS
-    batch_size: int = field(default=8, metadata={"output": False})
-
-    def validate(self) -> None:
-        for name in ("top_tokens", "examples", "batch_size"):
-            if getattr(self, name) < 1:
-                raise NeuronmapError(f"--{name.replace('_', '-')} must be at least 1")
-        if self.before < 0 or self.after < 0:
-            raise NeuronmapError("the example window's sides must be >= 0")
-        if self.max_texts is not None and self.max_texts < 1:
-            raise NeuronmapError("--max-texts must be at least 1")
-
-    def record(self) -> dict[str, Any]:
-        return {k: v for k, v in asdict(self).items() if k != "batch_size"}
 
 
 @dataclass

@@ -33,9 +33,8 @@ import torch
 from neuronmap.errors import NeuronmapError
 from neuronmap.models.hooks import NeuronHook
 from neuronmap.models.loader import LoadedModel
+from neuronmap.neurons.config import HIST_BINS
 from neuronmap.trace.batch import pad
-
-HIST_BINS = 64
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ import torch
 from transformers import PreTrainedTokenizerBase
 
 from neuronmap.errors import NeuronmapError
+from neuronmap.trace.config import TRUNCATE
 
 
 @dataclass(frozen=True)
@@ -114,9 +115,6 @@ def encode(tokenizer: PreTrainedTokenizerBase, text: str, target: str, subject: 
         raise NeuronmapError(f"target {target!r} of context {text!r} encodes to no tokens")
     span = subject_span(tokenizer, text, text_ids, subject) if subject else None
     return Encoded(tuple(text_ids + target_ids[:-1]), tuple(target_ids), len(text_ids) - 1, span)
-
-
-TRUNCATE = ("left",)
 
 
 def fit_window(

@@ -32,8 +32,8 @@ from neuronmap.models.hooks import NeuronHook
 from neuronmap.models.loader import LoadedModel
 from neuronmap.models.memory import Footprint
 from neuronmap.trace.batch import pad
+from neuronmap.trace.config import EACH_TOKEN_METHODS
 
-EACH_TOKEN_METHODS = ("direct", "attribution", "activation")
 OVERLAP_SHARE = 4  # windows of a long document overlap by 1/4 of the window
 # The final norm, by the module names of the supported families (Llama/Gemma, GPT-2, GPT-NeoX).
 _FINAL_NORMS = ("model.norm", "transformer.ln_f", "gpt_neox.final_layer_norm", "model.language_model.norm")

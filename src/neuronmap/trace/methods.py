@@ -29,9 +29,7 @@ from neuronmap.trace.batch import (
     picked_top1,
     target_logprob,
 )
-
-METHODS = ("attribution", "integrated-gradients", "ablation", "causal")
-POSITIONS = ("target", "all")
+from neuronmap.trace.config import IG_METRICS, IG_RULES
 
 
 @dataclass
@@ -82,10 +80,6 @@ def attribution(
         result.extra["acts"] = torch.stack([a.detach() for a in acts], dim=2)  # (B, T, L, d)
         result.extra["grads"] = torch.stack(grads, dim=2)
     return result
-
-
-IG_METRICS = ("logprob", "prob")
-IG_RULES = ("midpoint", "right", "linspace")
 
 
 def ig_alphas(steps: int, rule: str = "midpoint") -> torch.Tensor:

@@ -19,7 +19,7 @@ from neuronmap.errors import NeuronmapError
 from neuronmap.models.memory import Budget, Footprint, format_bytes
 
 if TYPE_CHECKING:
-    from neuronmap.trace.runner import TraceConfig
+    from neuronmap.trace.config import TraceConfig
 
 
 @dataclass(frozen=True)

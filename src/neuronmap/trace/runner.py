@@ -13,7 +13,7 @@ import os
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import MISSING, dataclass, field, fields, replace
+from dataclasses import MISSING, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +24,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import torch
 
-from neuronmap.contexts.grouping import group_run, parse_groupings
+from neuronmap.contexts.grouping import group_run
 from neuronmap.contexts.loaders import ContextSet, load_contexts, load_documents
 from neuronmap.contexts.record import Context
 from neuronmap.errors import NeuronmapError
@@ -48,7 +48,6 @@ from neuronmap.rundir import (
 from neuronmap.rundir.reprs import run_html
 from neuronmap.trace import methods
 from neuronmap.trace.batch import (
-    TRUNCATE,
     Batch,
     Encoded,
     char_spans,
@@ -57,8 +56,8 @@ from neuronmap.trace.batch import (
     fit_window,
     forward_target_logits,
 )
+from neuronmap.trace.config import TraceConfig
 from neuronmap.trace.events import (
-    EACH_TOKEN_METHODS,
     Window,
     document_windows,
     event_bytes,
@@ -67,126 +66,6 @@ from neuronmap.trace.events import (
 )
 from neuronmap.trace.plan import Batches, method_bytes, plan_batches
 from neuronmap.trace.targets import target_summary
-
-
-@dataclass
-class TraceConfig:
-    """Everything that decides a trace's output (device and threads do not, within float tolerance)."""
-
-    model: str = "smollm2-135m"
-    # A file, builtin:NAME, or rows (a list of dicts, a DataFrame): trace_run records rows as their source's name,
-    # "<N contexts in memory, sha256 HASH>" (contexts.loaders), so a rerun with other rows is told apart.
-    contexts: str = "builtin:facts"
-    method: str = "attribution"
-    top_k: int | None = 100
-    threshold: float | None = None
-    layers: list[int] | None = None
-    positions: str | None = None  # target|all; causal: subject|all
-    per_position: bool = False
-    steps: int = 20
-    ig_metric: str = "logprob"  # integrated-gradients: logprob | prob (knowledge-neurons' metric)
-    ig_rule: str = "midpoint"  # integrated-gradients: midpoint | right | linspace (knowledge-neurons' points)
-    samples: int = 10
-    noise: float = 3.0
-    candidates: int = 256
-    ablate: str = "zero"
-    keep: str = "auto"
-    limit: int | None = None
-    seed: int = 0
-    batch_size: int = 8
-    part_size: int = 256
-    # Each-token traces (trace.events): documents in, one event per token; min_prefix tokens before the first.
-    each_token: bool = False
-    min_prefix: int = 8
-    truncate: str | None = None  # None refuses a context longer than the model's window; "left" keeps its end
-    # Memory a batch may take (bytes, "6GB", "50%"); batches that would take more are split (models.memory).
-    max_memory: str | int | None = field(default=None, metadata={"output": False})
-    device: str | None = field(default=None, metadata={"output": False})
-    dtype: str | None = None
-    threads: int | None = field(default=None, metadata={"output": False})
-    backend: str = field(default="local", metadata={"output": False})  # local | ray
-    address: str | None = field(default=None, metadata={"output": False})  # Ray cluster; None starts one
-    workers: int = field(default=2, metadata={"output": False})
-    gpus_per_worker: float = field(default=0.0, metadata={"output": False})
-    # pos and/or sense: group columns added after the trace (a stage of its own, so not a trace parameter).
-    group_by: str | None = field(default=None, metadata={"output": False})
-
-    def output_params(self) -> dict[str, Any]:
-        return {f.name: getattr(self, f.name) for f in fields(self) if f.metadata.get("output", True)}
-
-    def validate(self) -> None:
-        if self.each_token:
-            self._validate_each_token()
-        elif self.method not in methods.METHODS:
-            raise NeuronmapError(
-                f"unknown method '{self.method}'; choose one of {', '.join(methods.METHODS)}"
-            )
-        allowed = ("subject", "all") if self.method == "causal" else methods.POSITIONS
-        if self.positions is None:
-            self.positions = allowed[0]
-        if self.positions not in allowed:
-            raise NeuronmapError(f"--positions for {self.method} must be one of {', '.join(allowed)}")
-        if self.per_position and self.method not in ("attribution", "integrated-gradients"):
-            raise NeuronmapError("--per-position is available for attribution and integrated-gradients only")
-        if self.per_position and self.positions != "all":
-            raise NeuronmapError("--per-position needs --positions all")
-        if self.top_k is None and self.threshold is None:
-            raise NeuronmapError("give --top-k or --threshold (or both): scores are stored sparsely")
-        for name in (
-            "top_k",
-            "steps",
-            "samples",
-            "candidates",
-            "batch_size",
-            "part_size",
-            "limit",
-            "threads",
-        ):
-            value = getattr(self, name)
-            if value is not None and value < 1:
-                raise NeuronmapError(f"--{name.replace('_', '-')} must be at least 1 (got {value})")
-        if self.threshold is not None and not (self.threshold >= 0 and np.isfinite(self.threshold)):
-            raise NeuronmapError("--threshold must be a finite number >= 0")
-        if not (self.noise >= 0 and np.isfinite(self.noise)):
-            raise NeuronmapError("--noise must be a finite number >= 0")
-        if self.ig_metric not in methods.IG_METRICS:
-            raise NeuronmapError(f"--ig-metric must be one of {', '.join(methods.IG_METRICS)}")
-        if self.ig_rule not in methods.IG_RULES:
-            raise NeuronmapError(f"--ig-rule must be one of {', '.join(methods.IG_RULES)}")
-        if self.ablate not in ("zero", "mean"):
-            raise NeuronmapError("--ablate must be zero or mean")
-        if self.backend not in ("local", "ray"):
-            raise NeuronmapError("--backend must be local or ray")
-        if self.workers < 1 or self.gpus_per_worker < 0:
-            raise NeuronmapError("--workers must be at least 1 and --gpus-per-worker at least 0")
-        if self.keep not in ("auto", "known", "all"):
-            raise NeuronmapError("--keep must be auto, known or all")
-        if self.truncate is not None and self.truncate not in TRUNCATE:
-            raise NeuronmapError(
-                f"--truncate must be {' or '.join(TRUNCATE)} (or left out to refuse long contexts)"
-            )
-        if self.group_by is not None:
-            parse_groupings(self.group_by)
-        memory_budget(self.max_memory)  # a malformed size is refused before the model loads
-
-    def _validate_each_token(self) -> None:
-        if self.method not in EACH_TOKEN_METHODS:
-            raise NeuronmapError(
-                f"--each-token takes --method {', '.join(EACH_TOKEN_METHODS)} (got '{self.method}')"
-            )
-        if self.min_prefix < 1:
-            raise NeuronmapError(f"--min-prefix must be at least 1 (got {self.min_prefix})")
-        if self.truncate is not None:
-            raise NeuronmapError("--each-token cuts long documents into windows itself; leave out --truncate")
-        if self.per_position:
-            raise NeuronmapError("--each-token scores every position already; leave out --per-position")
-        if self.backend != "local":
-            raise NeuronmapError("--each-token runs on the local backend only (no --backend ray yet)")
-        if self.keep == "known":
-            raise NeuronmapError(
-                "--each-token keeps every event (the 'known' column says which the model predicts top-1); "
-                "leave out --keep known"
-            )
 
 
 @dataclass
@@ -214,6 +93,7 @@ def trace_run(
     force: bool = False,
     progress: bool = True,
     loaded: LoadedModel | None = None,
+    context_set: ContextSet | None = None,
     **overrides: Any,
 ) -> TraceResult:
     """Trace neuron importance for a set of contexts into the run directory ``out``.
@@ -222,15 +102,15 @@ def trace_run(
     ``loaded`` model may be passed to skip loading (it must be the model ``config.model`` names). With ``group_by``,
     ``neuronmap.contexts.grouping.group_run`` adds its group columns once the trace is complete (or was already).
     ``contexts`` may be rows (a list of dicts, a DataFrame) with the fields of a JSONL file's records.
+    ``context_set``: the contexts ``config.load_contexts()`` read already (the CLI reads them before torch loads).
     """
     # replace, not asdict: contexts given as rows (a DataFrame) are not deep-copied
     config = replace(config, **overrides) if config else TraceConfig(**overrides)
     config.validate()
-    rows = None
+    rows = context_set
     # Rows are loaded (and checked) now, so that run.json names them: "<N contexts in memory, sha256 HASH>".
     if not isinstance(config.contexts, str | os.PathLike):
-        load = load_documents if config.each_token else load_contexts
-        rows = load(config.contexts, limit=config.limit, seed=config.seed)
+        rows = config.load_contexts()
         config = replace(config, contexts=rows.source)
     result = _trace_locked(config, RunDir(out), force, progress, loaded, rows)
     if config.group_by:
@@ -289,7 +169,9 @@ def _check_same(run: RunDir, st: Stage) -> None:
         )
 
 
-def _run(st: Stage, config: TraceConfig, context_set: ContextSet, lm: LoadedModel, progress: bool) -> TraceResult:
+def _run(
+    st: Stage, config: TraceConfig, context_set: ContextSet, lm: LoadedModel, progress: bool
+) -> TraceResult:
     run = st.run
     _check_causal(lm, config.model)
     layers = lm.adapter.resolve_layers(config.layers)
@@ -339,7 +221,9 @@ def _run(st: Stage, config: TraceConfig, context_set: ContextSet, lm: LoadedMode
 def _start(st: Stage, lm: LoadedModel, layers: list[int], keep: str) -> None:
     """The record of a trace that has begun: what a rerun must match to resume it."""
     st.wrote(CONTEXTS, DROPPED, SCORES, PARTS)
-    st.start({"model": lm.describe()}, model=lm.describe(), layers=layers, keep_resolved=keep, window=lm.window)
+    st.start(
+        {"model": lm.describe()}, model=lm.describe(), layers=layers, keep_resolved=keep, window=lm.window
+    )
 
 
 def _check_causal(lm: LoadedModel, model: str) -> None:
