@@ -290,3 +290,18 @@ def test_verify_command_on_a_run_without_a_map_exits_2(tmp_path, tiny_models):
         text=True,
     )
     assert done.returncode == 2 and "has no map yet; run `neuronmap map" in done.stderr
+
+
+def test_the_demo_measurement_keeps_what_the_check_wrote(facts_copy, tmp_path, monkeypatch):
+    """``bench.verify_demo --checked`` copies a checked run's summary section and table into its result file."""
+    from bench import verify_demo
+
+    run, lm = facts_copy
+    result = verify_clusters(run, [0, 1], null_samples=2, loaded=lm)
+    monkeypatch.setattr(verify_demo, "RESULT", tmp_path / "verify_demo.json")
+    monkeypatch.setattr(sys, "argv", ["verify_demo", str(run), "--checked"])
+    verify_demo.main()
+    kept = json.loads((tmp_path / "verify_demo.json").read_text())
+    assert kept["verify"] == json.loads((run / "graph" / "summary.json").read_text())["verify"]
+    assert [c["cluster"] for c in kept["clusters"]] == result.table["cluster"].tolist()
+    assert kept["wall_seconds"] == round(RunDir(run).stage("verify")["timing"]["seconds"], 1)
