@@ -59,10 +59,15 @@ def test_cluster_detail_shows_the_effect_and_pass_mark(browser, run_copy):
     path = write_page(run_copy)
     p = Page(browser, path)
     assert "causal check (zero ablation)" in p.text("#nm-summary")
+    clusters = pd.read_parquet(run_copy / "graph" / "clusters.parquet")["cluster"].tolist()
+    assert p.page.locator("#nm-map .point").count() == len(clusters)
     seen = set()
-    for i in range(p.page.locator("#nm-map .point").count()):
-        p.click_cluster_on_map(i)
-        cluster = int(p.text("#nm-cluster-title").split("·")[0].strip().lstrip("#"))
+    for cluster in clusters:  # opened from the cluster list, each waited for by its own title
+        p.page.locator(f'#nm-cluster-list tr.link[data-cluster="{cluster}"]').click()
+        p.page.wait_for_function(
+            "c => (document.querySelector('#nm-cluster-title')?.textContent || '').startsWith(`#${c} `)",
+            arg=int(cluster),
+        )
         seen.add(cluster)
         if cluster not in table.index:
             assert p.page.locator("#nm-cluster-verify").count() == 0
