@@ -14,7 +14,17 @@ import neuronmap
 
 SRC = Path(neuronmap.__file__).parent
 LAYERS: list[set[str]] = [
-    {"", "errors", "lazy", "progress", "quiet", "raytools", "rundir", "textfile"},  # "": neuronmap/__init__
+    {
+        "",
+        "errors",
+        "formats",
+        "lazy",
+        "progress",
+        "quiet",
+        "raytools",
+        "rundir",
+        "textfile",
+    },  # "": neuronmap/__init__
     {"models"},
     {"contexts"},
     {"trace"},

@@ -202,3 +202,35 @@ def test_causal_trace_replay_matches_its_result_file(readme: str) -> None:
         f"on SmolLM2 a fact's grid of {cells} cells takes {row['value']:g} times the time of one hooked pass per cell"
         in readme
     )
+
+
+def test_verify_demo_share_matches_its_result_file(readme: str) -> None:
+    result = _result("verify_demo.json")
+    section, rows = result["verify"], result["clusters"]
+    tested = [r for r in rows if r["p"] is not None]
+    passing = [r for r in tested if r["passes"]]
+    assert f"**{len(passing)} of {section['tested']}** clusters of the facts map pass" in readme
+    assert f"({100 * section['passing_neuron_share']:.0f}% of its neurons)" in readme
+    assert f"beats all {section['params']['null_samples']} of its null sets" in readme
+    assert all(r["p"] == section["p_floor"] for r in passing)  # "each p sits at the floor"
+    assert f"floor {section['p_floor']:g}" in readme
+    minutes, peak = round(result["wall_seconds"] / 60), result["peak_rss_mb"]
+    assert f"at the default: {minutes} min on this 2-core" in readme and f"peak memory {peak:,} MB" in readme
+    own = sorted(-r["effect_in"] for r in tested)
+    others = sorted(-r["effect_out"] for r in tested)
+    assert (
+        f"by {own[0]:.1f} to {own[-1]:.1f} nats on average, against {others[0]:.2f} to {others[-1]:.1f}"
+        in readme
+    )
+    events = sorted(r["n_events_in"] for r in tested)
+    assert f"its own {events[0]}-{events[-1]} facts" in readme
+    smallest = min(tested, key=lambda r: r["n_neurons"])
+    diffs = sorted(r["diff"] for r in tested)
+    assert (
+        f"`diff` runs from {diffs[-1]:.1f} (the smallest cluster, {smallest['n_neurons']} neurons" in readme
+    )
+    assert f"interval up to {smallest['ci_high']:.2f}) to {diffs[0]:.1f}" in readme
+    positive = sum(r["null_mean"] > 0 for r in tested)
+    assert f"positive for {positive} of {len(tested)} clusters" in readme
+    sizes = sorted(r["n_neurons"] for r in tested)
+    assert f"the clusters are large ({sizes[0]} to {sizes[-1]} neurons)" in readme

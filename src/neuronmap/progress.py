@@ -17,6 +17,7 @@ from rich.progress import (
     Progress,
     ProgressColumn,
     Task,
+    TaskID,
     TextColumn,
     TimeElapsedColumn,
     TimeRemainingColumn,
@@ -46,7 +47,7 @@ class _Bar:
     """What a job sees of its progress: ``advance`` for work done now, ``skip`` for work found done (a resumed
     run), which moves the count but not the rate the remaining time is estimated from."""
 
-    def __init__(self, progress: Progress | None = None, task: int | None = None) -> None:
+    def __init__(self, progress: Progress | None = None, task: TaskID | None = None) -> None:
         self._progress, self._task = progress, task
 
     def advance(self, n: int = 1) -> None:

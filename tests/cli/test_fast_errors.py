@@ -59,6 +59,20 @@ CASES = [
     ("study-unknown-dtype", ["study", "editability", "--out", "{d}/st", "--dtype", "float8"], "unknown dtype"),
     ("outliers-zero-threads", [*TRAIN, "--threads", "0"], "--threads must be at least 1"),
     ("models-prepare-unknown", ["models", "--prepare", "no-such-model"], "unknown embedded model"),
+    ("trace-hub-model-offline", ["trace", "--out", "{d}/run", "--model", "nobody/no-such-model"],
+     "not in the local hub cache, and the Hugging Face hub is not reachable"),
+    ("trace-unknown-tiny", ["trace", "--out", "{d}/run", "--model", "tiny-nothing"], "not in the local hub cache"),
+    ("trace-unknown-grouping", ["trace", "--out", "{d}/run", "--group-by", "colour"], "groupings are pos and/or sense"),
+    ("group-unknown-grouping", ["group", "{d}/nope", "--by", "colour"], "groupings are pos and/or sense"),
+    ("group-bad-silhouette", ["group", "{d}/nope", "--by", "sense", "--min-silhouette", "2"],
+     "--min-silhouette must lie in [-1, 1]"),
+    ("figures-bad-format", ["figures", "{d}/nope", "--format", "png,jpeg"], "--format takes png, svg"),
+    ("figures-format-none", ["figures", "{d}/nope", "--format", "none"], "give png, svg or both"),
+    ("study-unknown-keep", ["study", "editability", "--out", "{d}/st", "--keep", "most"], "--keep takes known"),
+    ("study-bad-flip-mode", ["study", "editability", "--out", "{d}/st", "--flip-mode", "x"], "--flip-mode takes"),
+    ("study-missing-facts", ["study", "editability", "--out", "{d}/st", "--facts", "{d}/none.json"],
+     "none.json: no such file"),
+    ("study-bad-format", ["study", "editability", "--out", "{d}/st", "--format", "gif"], "--format takes png, svg"),
 ]  # fmt: skip
 HEAVY = ("torch", "transformers", "numpy", "scipy", "pandas")
 

@@ -11,6 +11,7 @@ from neuronmap.models.adapters import Adapter
 from neuronmap.models.hooks import NeuronHook
 from neuronmap.models.loader import load_model
 from neuronmap.models.registry import EMBEDDED, list_models
+from neuronmap.models.spec import TINY_NAMES, check_model
 from neuronmap.models.tiny import TINY
 
 EXPECTED = {
@@ -131,6 +132,21 @@ def test_offline_hub_id_names_embedded_models(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(NeuronmapError, match="offline, use an embedded model: smollm2-135m"):
         load_model("someone/not-cached-model")
+
+
+def test_the_torch_free_model_check_knows_the_tiny_models_and_the_hub_cache(monkeypatch, tmp_path):
+    assert set(TINY_NAMES) == set(TINY)  # models.spec's list (no torch) names what models.tiny builds
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(NeuronmapError, match="not in the local hub cache.*tiny-gpt2"):
+        check_model("someone/not-cached-model")
+    # a model in the hub cache passes offline: the loader takes it from there
+    snapshot = tmp_path / "models--someone--cached" / "snapshots" / ("0" * 40)
+    snapshot.mkdir(parents=True)
+    (snapshot / "config.json").write_text("{}")
+    (tmp_path / "models--someone--cached" / "refs").mkdir()
+    (tmp_path / "models--someone--cached" / "refs" / "main").write_text("0" * 40)
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(tmp_path))
+    check_model("someone/cached")
 
 
 def test_local_folder_round_trip(tmp_path, tiny_models):

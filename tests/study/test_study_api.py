@@ -204,8 +204,8 @@ def test_keep_rank_includes_facts_whose_true_target_ranks_above_the_new_one():
         rank_check(lm, facts, clean, (), floor)
         for f in facts:
             pt, pn = p(f.text, f.target_true), p(f.text, f.target_new)
-            assert clean[f.fact_id]["p_true_mean"] == pytest.approx(pt, rel=1e-9)
-            assert clean[f.fact_id]["p_new"] == pytest.approx(pn, rel=1e-9)
+            assert clean[f.fact_id]["p_true_token"] == pytest.approx(pt, rel=1e-9)
+            assert clean[f.fact_id]["p_new_token"] == pytest.approx(pn, rel=1e-9)
             assert clean[f.fact_id]["ranked"] == (pt > pn and pt >= floor)
             outcomes.add((floor, clean[f.fact_id]["ranked"]))
     assert {(0.0, True), (0.0, False)} <= outcomes  # facts on both sides of the rule

@@ -6,11 +6,13 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
+from typing import Protocol, cast
 
 import typer
 from rich.console import Console
 
 from neuronmap.errors import NeuronmapError
+from neuronmap.formats import check_figure_formats
 from neuronmap.quiet import quiet_libraries
 
 app = typer.Typer(
@@ -60,8 +62,8 @@ def str_list(value: str, option: str) -> list[str]:
 
 
 def formats(value: str) -> list[str]:
-    """``--format`` of the figure-writing commands: a comma list, or ``none``."""
-    return [] if value.strip() == "none" else str_list(value, "--format")
+    """``--format`` of the figure-writing commands: a comma list of :data:`FIGURE_FORMATS`, or ``none``."""
+    return list(check_figure_formats([] if value.strip() == "none" else str_list(value, "--format")))
 
 
 def fmt(value: float | None, spec: str) -> str:
@@ -73,6 +75,14 @@ def check_run(run: Path) -> None:
     which every stage would print after importing its libraries)."""
     if not (Path(run) / "run.json").is_file():
         raise NeuronmapError(f"{Path(run)}: not a neuronmap run (no run.json); run `neuronmap trace` first")
+
+
+class _ClickError(Protocol):
+    """What a click exception offers (typer's vendored click is private: its classes are not imported)."""
+
+    exit_code: int
+
+    def format_message(self) -> str: ...
 
 
 def main() -> None:
@@ -90,10 +100,11 @@ def main() -> None:
     except Exception as exc:  # click usage errors (typer vendors its own click) carry their own exit code
         if not any(cls.__name__ == "ClickException" for cls in type(exc).__mro__):
             raise
+        usage = cast(_ClickError, exc)
         ctx = getattr(exc, "ctx", None)
         where = f" (see {ctx.command_path} --help)" if ctx is not None else ""
-        error_line(f"{exc.format_message()}{where}")
-        sys.exit(exc.exit_code or 2)
+        error_line(f"{usage.format_message()}{where}")
+        sys.exit(usage.exit_code or 2)
 
 
 def error_line(message: str) -> None:

@@ -21,6 +21,14 @@ from neuronmap.cli.options import (
 )
 from neuronmap.errors import NeuronmapError
 
+Algorithm = Annotated[
+    str,
+    typer.Option(
+        "--algorithm",
+        help="rome (one fact into one layer) | memit (facts written together into a range of layers).",
+    ),
+]
+
 
 @app.command("causal-trace")
 def causal_trace_cmd(
@@ -190,7 +198,15 @@ def edit_cmd(
         str | None, typer.Option("--target-true", help="The current object, to report its probability.")
     ] = None,
     model: Model = "smollm2-135m",
-    layer: Annotated[int | None, typer.Option(help="Layer to edit (default from the hparams).")] = None,
+    layer: Annotated[
+        str | None,
+        typer.Option(
+            "--layer",
+            "--layers",
+            help="Layer to edit; MEMIT: its layers, comma-separated (default: the hparams').",
+        ),
+    ] = None,
+    algorithm: Algorithm = "rome",
     hparams: Hparams = None,
     apply: Annotated[
         list[Path] | None,
@@ -208,7 +224,10 @@ def edit_cmd(
     dtype: Dtype = None,
     threads: Threads = None,
 ) -> None:
-    """Rewrite one fact with ROME (rank-one edit of one MLP output projection)."""
+    """Rewrite one fact with ROME (rank-one edit of one MLP output projection) or MEMIT (a range of layers)."""
+    from neuronmap.edit.hparams import edit_layers
+
+    layers = edit_layers(algorithm, int_list(layer, "--layers"))
     if save_as not in ("delta", "model"):  # run_edit checks it too: here, before torch loads
         raise NeuronmapError(f"--save-as takes delta or model, got {save_as!r}")
     check_model_options(model, dtype, threads)
@@ -218,13 +237,14 @@ def edit_cmd(
     lm = load_model_checked(model, device, dtype, threads)
     from neuronmap.edit.api import run_edit
 
-    s = run_edit(lm, subject=subject, prompt=prompt, target_new=target_new, target_true=target_true, layer=layer,
-                 hparams=hparams, apply=apply or [], check=check or [], save=save, save_as=save_as)  # fmt: skip
+    s = run_edit(lm, subject=subject, prompt=prompt, target_new=target_new, target_true=target_true, layers=layers,
+                 hparams=hparams, apply=apply or [], check=check or [], save=save, save_as=save_as,
+                 algorithm=algorithm)  # fmt: skip
     con = stdout()
-    con.print(
-        f"[bold]edited layer {s['layer']}[/] ({s['module']}): {s['steps']} steps, "
-        f"|delta| {s['delta_norm']:.2f}, {s['seconds']} s"
-    )
+    where = f"layer {s['layer']}[/] ({s['module']})"
+    if algorithm == "memit":
+        where = f"layers {', '.join(map(str, s['layers']))}[/] with MEMIT ({', '.join(s['modules'])})"
+    con.print(f"[bold]edited {where}: {s['steps']} steps, |delta| {s['delta_norm']:.2f}, {s['seconds']} s")
     before, after = s["before"], s["after"]
     for i, text in enumerate(s["prompts"]):
         cells = ", ".join(
@@ -247,7 +267,11 @@ def edit_eval_cmd(
     offset: Annotated[int, typer.Option(help="Skip the first N records (a held-out slice for a sweep).")] = 0,
     layers: Annotated[
         str | None,
-        typer.Option("--layer", "--layers", help="Layer, or several for a sweep (comma-separated)."),
+        typer.Option(
+            "--layer",
+            "--layers",
+            help="ROME: a layer, or several for a sweep; MEMIT: the layers it edits (comma-separated).",
+        ),
     ] = None,
     hparams: Hparams = None,
     fluency: Annotated[
@@ -260,14 +284,24 @@ def edit_eval_cmd(
         ),
     ] = 100,
     seed: Annotated[int, typer.Option(help="Seed of the generations.")] = 0,
+    algorithm: Algorithm = "rome",
+    batch: Annotated[
+        int,
+        typer.Option(
+            help="Records edited together, scored, then undone (MEMIT: one edit; ROME: one after another)."
+        ),
+    ] = 1,
     device: Device = None,
     dtype: Dtype = None,
     threads: Threads = None,
     max_memory: MaxMemory = None,
 ) -> None:
-    """CounterFact-style evaluation of ROME: efficacy, paraphrase, neighbourhood, score, fluency."""
+    """CounterFact-style evaluation of ROME or MEMIT: efficacy, paraphrase, neighbourhood, score, fluency."""
+    from neuronmap.edit.hparams import check_algorithm, check_batch
     from neuronmap.models.memory import memory_budget
 
+    check_algorithm(algorithm)
+    check_batch(batch)
     memory_budget(max_memory)  # a malformed size is refused before the model loads
     chosen = int_list(layers, "--layers")
     lm = load_model_checked(model, device, dtype, threads)
@@ -287,10 +321,12 @@ def edit_eval_cmd(
         gen_length=gen_length,
         seed=seed,
         max_memory=max_memory,
+        algorithm=algorithm,
+        batch=batch,
     )
-    table = Table(
-        "layer", "efficacy", "paraphrase", "neighborhood", "score", "fluency", title=f"{s['records']} records"
-    )
+    title = f"{s['records']} records" + (f", {batch} edited together" if batch > 1 else "")
+    first = "layers" if algorithm == "memit" else "layer"
+    table = Table(first, "efficacy", "paraphrase", "neighborhood", "score", "fluency", title=title)
     for lay, m in s["by_layer"].items():
         cells = [
             f"{m[k]['edited'] * (1 if k == 'fluency' else 100):.1f} ({m[k]['unedited'] * (1 if k == 'fluency' else 100):.1f})"

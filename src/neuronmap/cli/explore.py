@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from neuronmap.cli.common import app, check_run, stdout
+from neuronmap.cli.common import app, check_run, formats, stdout
 from neuronmap.errors import NeuronmapError
 
 
@@ -75,12 +75,14 @@ def figures_cmd(
     figure_format: Annotated[str, typer.Option("--format", help="png,svg | png | svg.")] = "png,svg",
 ) -> None:
     """Figures for reports: cluster map, layers x clusters, clusterability curve, token groups, groups x clusters."""
+    chosen = formats(figure_format)
+    if not chosen:
+        raise NeuronmapError(
+            "--format none: `neuronmap figures` is for writing figures; give png, svg or both"
+        )
     check_run(run)
-    from neuronmap.explore.figures import FORMATS, write_figures
+    from neuronmap.explore.figures import write_figures
 
-    formats = tuple(f.strip() for f in figure_format.split(",") if f.strip())
-    if not formats or any(f not in FORMATS for f in formats):
-        raise NeuronmapError(f"--format takes {', '.join(FORMATS)} (comma-separated), got {figure_format!r}")
     con = stdout()
-    for path in write_figures(run, out, formats):
+    for path in write_figures(run, out, tuple(chosen)):
         con.print(f"figure: {path}")

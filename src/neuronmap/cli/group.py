@@ -9,6 +9,7 @@ import typer
 
 from neuronmap.cli.common import app, check_run, stdout
 from neuronmap.cli.options import Threads, check_threads, set_threads
+from neuronmap.contexts.group_config import SenseParams, parse_groupings
 
 
 @app.command("group")
@@ -40,12 +41,13 @@ def group_cmd(
 ) -> None:
     """Add context groups to a traced run: part of speech (spaCy) and/or word sense of each target."""
     check_threads(threads)
-    check_run(run)
-    from neuronmap.contexts.grouping import SenseParams, group_run, parse_groupings
-
     parse_groupings(by)
-    set_threads(threads)
     params = SenseParams(layer, min_contexts, max_senses, min_silhouette, batch_size, seed)
+    params.validate()
+    check_run(run)
+    from neuronmap.contexts.grouping import group_run
+
+    set_threads(threads)
     record = group_run(run, by, model=model, sense=params, force=force)
     con = stdout()
     for name, info in record.items():

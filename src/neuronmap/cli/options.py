@@ -3,11 +3,14 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from neuronmap.errors import NeuronmapError
+
+if TYPE_CHECKING:  # torch and transformers load only when a command needs the model
+    from neuronmap.models.loader import LoadedModel
 
 MODEL_HELP = "Embedded name, tiny-*, local folder or hub id."
 THREADS_HELP = "torch CPU threads, at least 1 (default: torch's own choice)."
@@ -32,7 +35,10 @@ MaxMemory = Annotated[
     ),
 ]
 Hparams = Annotated[
-    str | None, typer.Option("--hparams", help="ROME hparams name or .json (default: the model's).")
+    str | None,
+    typer.Option(
+        "--hparams", help="ROME hparams name or .json (default: the model's; --algorithm memit: MEMIT's)."
+    ),
 ]
 FigureFormat = Annotated[str, typer.Option("--format", help="Figures: png,svg | png | svg | none.")]
 # Ray, for the stages that can run on it (trace, map).
@@ -66,7 +72,7 @@ def check_model_options(model: str, dtype: str | None, threads: int | None) -> N
     check_model(model)
 
 
-def load_model_checked(model: str, device: str | None, dtype: str | None, threads: int | None):  # type: ignore[no-untyped-def]
+def load_model_checked(model: str, device: str | None, dtype: str | None, threads: int | None) -> LoadedModel:
     """The model of an edit-wing or study command: its options checked first, then torch's threads set, then
     the model loaded."""
     check_model_options(model, dtype, threads)

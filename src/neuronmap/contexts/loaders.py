@@ -119,7 +119,7 @@ def _check_limit(limit: int | None, what: str) -> None:
 
 
 def _load_file(
-    src: str | Path,
+    src: str | os.PathLike[str],
     readers: dict[str, Callable[[str, Path], Rows]],
     what: str,
     builtins: str,
@@ -332,8 +332,12 @@ def _read_jsonl(text: str, path: Path, required: Fields = CONTEXT) -> Rows:
 
 
 def _read_table(text: str, path: Path, delimiter: str, required: Fields = CONTEXT) -> Rows:
-    quoting = csv.QUOTE_NONE if delimiter == "\t" else csv.QUOTE_MINIMAL
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, quoting=quoting, strict=True)
+    reader = csv.reader(
+        io.StringIO(text, newline=""),
+        delimiter=delimiter,
+        quoting=csv.QUOTE_NONE if delimiter == "\t" else csv.QUOTE_MINIMAL,
+        strict=True,
+    )
     header: list[str] | None = None
     rows: Rows = []
     next_line = 1
@@ -403,10 +407,17 @@ def _read_json(text: str, path: Path) -> Rows:
     return rows
 
 
+def _skip_space(text: str, pos: int) -> int:
+    """The offset of the first character at or after ``pos`` that is not JSON whitespace."""
+    found = _JSON_WS.match(text, pos)
+    assert found is not None  # the pattern matches the empty string too
+    return found.end()
+
+
 def _json_list(text: str, path: Path) -> list[tuple[int, Any]]:
     """Parse a top-level JSON list, remembering the line each element starts on (json.loads forgets it)."""
     decoder = json.JSONDecoder()
-    pos = _JSON_WS.match(text).end()
+    pos = _skip_space(text, 0)
     if pos == len(text):
         return []
     if text[pos] != "[":
@@ -415,7 +426,7 @@ def _json_list(text: str, path: Path) -> list[tuple[int, Any]]:
     items: list[tuple[int, Any]] = []
     # The line number at offset `counted`, advanced incrementally: counting from 0 each time is quadratic.
     line, counted = 1, 0
-    pos = _JSON_WS.match(text, pos + 1).end()
+    pos = _skip_space(text, pos + 1)
     closed = text.startswith("]", pos)
     while not closed:
         line, counted = line + text.count("\n", counted, pos), pos
@@ -428,15 +439,15 @@ def _json_list(text: str, path: Path) -> list[tuple[int, Any]]:
         except ValueError as exc:
             raise file_error(path, line, f"malformed JSON ({exc})") from None
         items.append((line, value))
-        pos = _JSON_WS.match(text, end).end()
+        pos = _skip_space(text, end)
         if text.startswith(",", pos):
-            pos = _JSON_WS.match(text, pos + 1).end()
+            pos = _skip_space(text, pos + 1)
         elif text.startswith("]", pos):
             closed = True
         else:
             at = 1 + text.count("\n", 0, pos)
             raise file_error(path, at, "malformed JSON (expected ',' or ']' after a list element)")
-    end = _JSON_WS.match(text, pos + 1).end()
+    end = _skip_space(text, pos + 1)
     if end != len(text):
         raise file_error(path, 1 + text.count("\n", 0, end), "malformed JSON (extra data after the list)")
     return items

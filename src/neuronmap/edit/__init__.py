@@ -1,7 +1,9 @@
-"""The edit wing: locate facts (causal tracing) and rewrite them (ROME), with CounterFact-style evaluation.
+"""The edit wing: locate facts (causal tracing) and rewrite them (ROME, and MEMIT for many at once), with
+CounterFact-style evaluation.
 
-Split as ROME's code is: data sets (``dsets``), the algorithm (``rome``), experiments (``experiments``); the
-hyper-parameters are JSON files under ``hparams/``, one per model family. Names are imported lazily.
+Split as ROME's code is: data sets (``dsets``), the algorithms (``rome``, ``memit``), experiments
+(``experiments``); the hyper-parameters are JSON files under ``hparams/`` (MEMIT's in ``hparams/memit/``), one per
+model family. Names are imported lazily.
 """
 
 from __future__ import annotations
@@ -12,6 +14,11 @@ _LAZY = {
     "rome": "neuronmap.edit.algorithm.edit",
     "Edit": "neuronmap.edit.algorithm.edit",
     "save_model": "neuronmap.edit.algorithm.edit",
+    "load_edit": "neuronmap.edit.algorithm.edit",  # a saved delta of either algorithm
+    "memit": "neuronmap.edit.algorithm.memit",
+    "MemitEdit": "neuronmap.edit.algorithm.memit_edit",
+    "MemitHparams": "neuronmap.edit.hparams",
+    "load_memit_hparams": "neuronmap.edit.hparams",
     "Request": "neuronmap.edit.algorithm.request",
     "RomeHparams": "neuronmap.edit.hparams",
     "load_hparams": "neuronmap.edit.hparams",

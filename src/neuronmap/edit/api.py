@@ -241,21 +241,25 @@ def run_eval(
     seed: int = 0,
     max_memory: str | int | None = None,
     progress: bool = True,
+    algorithm: str = "rome",
+    batch: int = 1,
 ) -> dict[str, Any]:
-    """Evaluate ROME on CounterFact records into ``out`` (results.parquet, summary.json)."""
+    """Evaluate ROME (or MEMIT, ``algorithm="memit"``) on CounterFact records into ``out`` (results.parquet,
+    summary.json), ``batch`` records edited together (see ``experiments.evaluate``)."""
     from neuronmap.edit.experiments.evaluate import evaluate
-    from neuronmap.edit.hparams import load_hparams
+    from neuronmap.edit.hparams import load_edit_hparams
 
     if gen_length < 1:
         raise NeuronmapError("--gen-length must be at least 1")
     records = load_records(facts, limit=limit, offset=offset)
-    hp = load_hparams(hparams, model=lm.spec)
+    hp = load_edit_hparams(algorithm, hparams, model=lm.spec)
     if layers:
         lm.adapter.resolve_layers(list(layers))  # a clear error before any work
     result = evaluate(
         lm,
         records,
         hp,
+        batch=batch,
         layers=layers,
         with_fluency=with_fluency,
         gen_length=gen_length,
@@ -273,6 +277,8 @@ def run_eval(
         "layers": layers,
         "seed": seed,
     }
+    if algorithm != "rome" or batch != 1:  # a ROME run's record stays as it was before MEMIT
+        params |= {"algorithm": algorithm, "batch": batch}
     with stage(RunDir(out), "edit_eval", params) as st:
         atomic_write_parquet(result.results, out / "results.parquet")
         summary = {**result.summary, "facts": facts, "limit": limit, "offset": offset}
@@ -302,32 +308,39 @@ def run_edit(
     save: str | Path | None = None,
     save_as: str = "delta",
     progress: bool = True,
+    algorithm: str = "rome",
+    layers: Sequence[int] | None = None,
 ) -> dict[str, Any]:
-    """Rewrite one fact with ROME, as ``neuronmap edit`` does: the saved edits of ``apply`` first (in order), then
-    the rank-one edit of ``prompt`` (with ``{}`` for ``subject``) towards ``target_new``. The model stays edited.
+    """Rewrite one fact with ROME, as ``neuronmap edit`` does: the saved edits of ``apply`` first (in order, ROME's
+    or MEMIT's), then the rank-one edit of ``prompt`` (with ``{}`` for ``subject``) towards ``target_new``; with
+    ``algorithm="memit"``, MEMIT's edit of the range ``layers`` (default the hparams'). The model stays edited.
 
-    Returns ``edit`` (the :class:`~neuronmap.edit.algorithm.edit.Edit`; ``edit.undo()`` takes it back), ``layer``,
-    ``module``, ``steps``, ``delta_norm``, ``seconds``, the ``prompts`` scored (the rewrite prompt and each of
+    Returns ``edit`` (the :class:`~neuronmap.edit.algorithm.edit.Edit`, or a ``MemitEdit``; ``edit.undo()`` takes
+    it back), ``layer`` (MEMIT: the last of its ``layers``), ``module`` (and ``modules``), ``steps``,
+    ``delta_norm``, ``seconds``, the ``prompts`` scored (the rewrite prompt and each of
     ``check``), the ``targets`` (``target_new``, and ``target_true`` when given), ``before`` and ``after``: the
     probability of each target (rows) on each prompt (columns), and ``saved``: where ``save`` wrote the edit
     (``save_as`` "delta": a .safetensors file) or the edited model ("model": a Hugging Face folder), or None.
     """
-    from neuronmap.edit.algorithm.edit import Edit, rome, save_model
+    from neuronmap.edit.algorithm.edit import Edit, load_edit, rome, save_model
+    from neuronmap.edit.algorithm.memit import memit
+    from neuronmap.edit.algorithm.memit_edit import MemitEdit
     from neuronmap.edit.algorithm.request import Request
-    from neuronmap.edit.hparams import load_hparams
+    from neuronmap.edit.hparams import MemitHparams, edit_layers, load_edit_hparams
     from neuronmap.edit.prompts import opening_ids
     from neuronmap.edit.scoring import mean_logprobs
     from neuronmap.edit.window import check_prompts, check_request
 
+    chosen = edit_layers(algorithm, list(layers) if layers else ([layer] if layer is not None else None))
     if save_as not in SAVE_AS:
         raise NeuronmapError(f"--save-as takes delta or model, got {save_as!r}")
     request = Request(prompt, subject, target_new, target_true).validate()
-    hp = load_hparams(hparams, model=lm.spec)
+    hp = load_edit_hparams(algorithm, hparams, model=lm.spec)
     check = list(check)
     check_request(lm, hp, request, "--prompt")
     check_prompts(lm, hp, check, [target_new, target_true or ""], "--check", "the prompt with its target")
     opening = opening_ids(lm.tokenizer, hp.document_start)
-    prior = [Edit.load(path, lm) for path in apply]
+    prior = [load_edit(path, lm) for path in apply]
     for e in prior:
         e.apply()
     prompts = [request.text, *check]
@@ -339,17 +352,26 @@ def run_edit(
         ]
 
     before = probs()
-    edit = rome(lm, request, hp, layer=layer, progress=progress).apply()
+    edit: Edit | MemitEdit
+    if isinstance(hp, MemitHparams):
+        edit = memit(lm, [request], hp, layers=chosen, progress=progress).apply()
+        steps, delta_norm = edit.info["steps"][0], edit.info["delta_norm"][0]
+    else:
+        edit = rome(lm, request, hp, layer=chosen[0] if chosen else None, progress=progress).apply()
+        steps, delta_norm = edit.info["steps"], edit.info["delta_norm"]
     after = probs()
     saved = None
     if save is not None:
         saved = edit.save(save) if save_as == "delta" else save_model(lm, save, [*prior, edit])
     return {
         "edit": edit,
-        "layer": edit.layer,
-        "module": edit.module_name,
-        "steps": edit.info["steps"],
-        "delta_norm": edit.info["delta_norm"],
+        "algorithm": algorithm,
+        "layer": edit.layers[-1],
+        "layers": edit.layers,
+        "module": edit.module_names[-1],
+        "modules": edit.module_names,
+        "steps": steps,
+        "delta_norm": delta_norm,
         "seconds": edit.info["seconds"],
         "prompts": prompts,
         "targets": targets,

@@ -12,8 +12,8 @@ import torch
 from transformers import PreTrainedTokenizerBase
 
 from neuronmap.errors import NeuronmapError
+from neuronmap.models.batching import pad as pad_ids
 from neuronmap.trace.batch import Encoded, char_spans, encode
-from neuronmap.trace.batch import pad as pad_ids
 
 
 def check_template(prompt: str, subject: str) -> None:

@@ -19,6 +19,7 @@ from safetensors.torch import save
 from neuronmap import __version__
 from neuronmap.edit.corpus import Corpus, load_corpus
 from neuronmap.errors import NeuronmapError
+from neuronmap.models.batching import pad
 from neuronmap.models.hooks import NeuronHook
 from neuronmap.models.loader import LoadedModel
 from neuronmap.models.output_hooks import stop_after
@@ -136,19 +137,14 @@ def _collect(
             enc = [ids for ids in enc if ids]
             if not enc:
                 continue
-            width = max(len(ids) for ids in enc)
-            input_ids = torch.full((len(enc), width), tok.pad_token_id, dtype=torch.long)
-            mask = torch.zeros((len(enc), width), dtype=torch.bool)
-            for row, ids in enumerate(enc):
-                input_ids[row, : len(ids)] = torch.tensor(ids)
-                mask[row, : len(ids)] = True
-            input_ids, mask = input_ids.to(lm.device), mask.to(lm.device)
+            input_ids, attention = pad(enc, tok.pad_token_id, lm.device)
+            mask = attention.bool()
             with (
                 torch.no_grad(),
                 NeuronHook(lm.adapter, layers) as hook,
                 stop_after(lm.model, lm.adapter.names[max(layers)]),
             ):
-                lm.model(input_ids=input_ids, attention_mask=mask.long(), use_cache=False)
+                lm.model(input_ids=input_ids, attention_mask=attention, use_cache=False)
             take = min(int(mask.sum()), n_tokens - seen)
             for layer in layers:
                 keys = hook.acts[layer][mask][:take].to(torch.float64)  # row-major: texts in order

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from neuronmap.edit.algorithm.request import Request
-from neuronmap.edit.hparams import RomeHparams
+from neuronmap.edit.hparams import EditHparams
 from neuronmap.edit.prompts import opening_ids
 from neuronmap.errors import NeuronmapError
 from neuronmap.models.loader import LoadedModel
@@ -32,12 +32,12 @@ def check_fits(lm: LoadedModel, text: str, extra: int, where: str, what: str) ->
     return n
 
 
-def prefix_tokens(hp: RomeHparams) -> int:
+def prefix_tokens(hp: EditHparams) -> int:
     lengths = [length for length, count in hp.context_template_length_params if count > 0]
     return max(lengths) + PREFIX_SLACK if lengths else 0
 
 
-def check_request(lm: LoadedModel, hp: RomeHparams, request: Request, where: str) -> int:
+def check_request(lm: LoadedModel, hp: EditHparams, request: Request, where: str) -> int:
     """The rewrite prompt, after a context prefix, with the new target (and the true one, when known); returns
     the longest of these in tokens."""
     opening = len(opening_ids(lm.tokenizer, hp.document_start)) + prefix_tokens(hp)
@@ -48,7 +48,7 @@ def check_request(lm: LoadedModel, hp: RomeHparams, request: Request, where: str
 
 
 def check_prompts(
-    lm: LoadedModel, hp: RomeHparams, prompts: Iterable[str], targets: Iterable[str], where: str, what: str
+    lm: LoadedModel, hp: EditHparams, prompts: Iterable[str], targets: Iterable[str], where: str, what: str
 ) -> int:
     """Each of ``prompts`` scored with the longest of ``targets``; returns the longest in tokens (0: none)."""
     opening = len(opening_ids(lm.tokenizer, hp.document_start))

@@ -8,8 +8,9 @@ from pathlib import Path
 from typing import Any
 
 from neuronmap.explore.data import clusterability_line, load_view, target_check, top_specific
-from neuronmap.explore.figures import FORMATS, write_figures
+from neuronmap.explore.figures import write_figures
 from neuronmap.explore.page import write_page
+from neuronmap.formats import FIGURE_FORMATS
 from neuronmap.rundir import RunDir
 from neuronmap.rundir.reprs import run_html
 
@@ -31,7 +32,7 @@ def explore(
     *,
     page: bool = True,
     figures: bool = False,
-    formats: tuple[str, ...] = FORMATS,
+    formats: tuple[str, ...] = FIGURE_FORMATS,
     out: str | Path | None = None,
 ) -> ExploreResult:
     """Write ``RUN/explorer.html`` (or ``out``) and, with ``figures``, ``RUN/figures/``; the data are read once."""

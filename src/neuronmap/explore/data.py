@@ -1,13 +1,16 @@
 """What the page and the figures show, computed from a mapped run directory's tables (no model, no torch).
 
-``load_view(run)`` reads ``contexts.parquet``, ``scores.parquet`` and ``graph/`` and derives, for each partition
-(the clusters as found, and as merged):
+``load_view(run)`` reads ``contexts.parquet``, ``scores.parquet`` and ``graph/``: the map's labels, cluster sizes,
+layer histograms and merges (``neurons.parquet``, ``clusters.parquet``) and its edges (``edges.parquet``). From
+them it derives, for each partition (the clusters as found, and as merged):
 
-- a 2-D position per cluster (``layout.embed_profiles``; a merged cluster sits at the size-weighted centre of its
-  parts, so that switching partitions does not move the map), sizes and layer histograms;
+- a 2-D position per cluster (``layout.embed_profiles`` of the clusters' token profiles, their edges' |weight|
+  summed; a merged cluster sits at the size-weighted centre of its parts, so that switching partitions does not
+  move the map);
 - the *mass* of each (layer, cluster) cell: the sum of the run's scores of its neurons, made non-negative as the
-  map made its edges (``positive``: max(score, 0); ``abs`` and ``signed``: |score|), over all contexts and over
-  the contexts of each group value. The group x cluster matrix is its sum over layers;
+  map weighs them (``graph.meaning.graph_scores``: ``positive``: max(score, 0); ``abs`` and ``signed``:
+  |score|), over all contexts and over the contexts of each group value. The group x cluster matrix is its sum
+  over layers;
 - token specificity: the KL divergence (bits) of a cluster's token distribution from the overall one, the
   quantity whose terms rank a cluster's tokens (graph.tokens).
 
@@ -30,7 +33,12 @@ from neuronmap.errors import NeuronmapError
 from neuronmap.explore.layout import embed_profiles
 from neuronmap.graph.api import MapResult
 from neuronmap.graph.bipartite import bipartite_matrix
-from neuronmap.graph.meaning import MAX_GROUP_VALUES, TRACE_COLUMNS, group_columns  # noqa: F401 (re-exported)
+from neuronmap.graph.meaning import (  # noqa: F401 (MAX_GROUP_VALUES, TRACE_COLUMNS re-exported)
+    MAX_GROUP_VALUES,
+    TRACE_COLUMNS,
+    graph_scores,
+    group_columns,
+)
 from neuronmap.graph.tokens import cluster_token_matrix
 from neuronmap.neurons.names import EXAMPLES as NEURON_EXAMPLES
 from neuronmap.neurons.names import HISTOGRAMS as NEURON_HIST
@@ -200,53 +208,46 @@ def _specificity(profiles: sp.csr_array) -> np.ndarray:
     return np.bincount(row, share * np.log2(share / overall[col]), minlength=profiles.shape[0])
 
 
-def _partition(
-    name: str,
-    labels: np.ndarray,
-    layers: np.ndarray,
-    n_layers: int,
-    magnitude: sp.csr_array,
-    base: Partition | None,
-    seed: int,
-) -> Partition:
-    n = int(labels.max()) + 1 if len(labels) else 0
-    hist = np.zeros((n, n_layers), np.int64)
-    np.add.at(hist, (labels, layers), 1)
-    profiles = cluster_token_matrix(magnitude, labels) if n else sp.csr_array((0, magnitude.shape[1]))
-    members: list[list[int]] = []
-    if base is None:
-        xy = embed_profiles(profiles, random_state=seed)
-    else:  # merged: at the size-weighted centre of the clusters it joins
-        parent = np.zeros(base.n, np.int64)
-        parent[base.labels] = labels
-        members = [np.flatnonzero(parent == m).tolist() for m in range(n)]
-        weights = base.size.astype(np.float64)
-        xy = np.array([np.average(base.xy[m], axis=0, weights=weights[m]) for m in members]).reshape(n, 2)
-    return Partition(
-        name, labels, np.bincount(labels, minlength=n), hist, profiles, xy, _specificity(profiles), members
+def _partitions(
+    clusters: pd.DataFrame, neurons: pd.DataFrame, magnitude: sp.csr_array, seed: int
+) -> dict[str, Partition]:
+    """The found and the merged partition. Labels, sizes, layer histograms and the clusters each merged one
+    joins are the map's (neurons.parquet, clusters.parquet); a merged cluster's size and histogram are its
+    clusters' summed. Profiles sum ``magnitude`` (|edge weight|, neurons x tokens) per cluster."""
+    size = clusters["size"].to_numpy(np.int64)
+    hist = np.stack(clusters["layer_hist"].to_numpy()).astype(np.int64)
+    labels = neurons["cluster"].to_numpy(np.int64)
+    profiles = cluster_token_matrix(magnitude, labels)
+    found = Partition(
+        "cluster",
+        labels,
+        size,
+        hist,
+        profiles,
+        embed_profiles(profiles, random_state=seed),
+        _specificity(profiles),
     )
-
-
-def _graph_scores(
-    scores: pd.DataFrame, neurons: pd.DataFrame, contexts: pd.DataFrame, edge_score: str
-) -> pd.DataFrame:
-    """The scores of the graph's neurons, with their neuron row, context row and non-negative magnitude."""
-    span = int(max(neurons["neuron"].max(), scores["neuron"].max())) + 1
-    neuron_key = neurons["layer"].to_numpy(np.int64) * span + neurons["neuron"].to_numpy(np.int64)
-    key = scores["layer"].to_numpy(np.int64) * span + scores["neuron"].to_numpy(np.int64)
-    row = np.searchsorted(neuron_key, key)
-    ctx = pd.Index(contexts["context_id"]).get_indexer(scores["context_id"])
-    keep = (row < len(neuron_key)) & (neuron_key[np.minimum(row, len(neuron_key) - 1)] == key) & (ctx >= 0)
-    value = scores["score"].to_numpy(np.float64)[keep]
-    return pd.DataFrame(
-        {
-            "row": row[keep],
-            "ctx": ctx[keep],
-            "context_id": scores["context_id"].to_numpy()[keep],
-            "score": value,
-            "magnitude": np.maximum(value, 0.0) if edge_score == "positive" else np.abs(value),
-        }
+    parent = clusters["merged_cluster"].to_numpy(np.int64)
+    n = int(parent.max()) + 1
+    members = [np.flatnonzero(parent == m).tolist() for m in range(n)]
+    merged_size, merged_hist = np.zeros(n, np.int64), np.zeros((n, hist.shape[1]), np.int64)
+    np.add.at(merged_size, parent, size)
+    np.add.at(merged_hist, parent, hist)
+    merged_profiles = cluster_token_matrix(magnitude, neurons["merged_cluster"].to_numpy(np.int64))
+    # At the size-weighted centre of the clusters it joins, so that switching partitions does not move the map.
+    weights = size.astype(np.float64)
+    xy = np.array([np.average(found.xy[m], axis=0, weights=weights[m]) for m in members]).reshape(n, 2)
+    merged = Partition(
+        "merged",
+        neurons["merged_cluster"].to_numpy(np.int64),
+        merged_size,
+        merged_hist,
+        merged_profiles,
+        xy,
+        _specificity(merged_profiles),
+        members,
     )
+    return {"cluster": found, "merged": merged}
 
 
 def load_view(run: str | Path | RunDir) -> RunView:
@@ -271,16 +272,8 @@ def load_view(run: str | Path | RunDir) -> RunView:
     n_layers = int((manifest.get("model") or {}).get("n_layers") or int(neurons["layer"].max()) + 1)
     params = mapped.summary.get("params", {})
 
-    scores = _graph_scores(rd.scores(), neurons, contexts, params.get("edge_score", "positive"))
+    scores = graph_scores(rd.scores(), neurons, contexts, params.get("edge_score", "positive"))
     groups, codes = _group_columns(contexts)
-    layers = neurons["layer"].to_numpy(np.int64)
-    magnitude_matrix = abs(matrix)
-    seed = int(params.get("seed", 0))
-    split = _partition(
-        "cluster", neurons["cluster"].to_numpy(np.int64), layers, n_layers, magnitude_matrix, None, seed
-    )
-    merged_labels = neurons["merged_cluster"].to_numpy(np.int64)
-    merged = _partition("merged", merged_labels, layers, n_layers, magnitude_matrix, split, seed)
     return RunView(
         path=rd.path,
         manifest=manifest,
@@ -293,7 +286,7 @@ def load_view(run: str | Path | RunDir) -> RunView:
         groups=groups,
         codes=codes,
         context_token=_context_tokens(contexts, tokens, params.get("token_field", "target")),
-        partitions={"cluster": split, "merged": merged},
+        partitions=_partitions(mapped.clusters, neurons, abs(matrix), int(params.get("seed", 0))),
         documents=read_parquet(rd.path / DOCUMENTS, columns=["doc_id", "text"]).set_index("doc_id")["text"]
         if (rd.path / DOCUMENTS).is_file()
         else None,

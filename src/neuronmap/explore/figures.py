@@ -25,12 +25,12 @@ import numpy as np
 import scipy.sparse as sp
 
 from neuronmap.explore.data import RunView, load_view
+from neuronmap.formats import FIGURE_FORMATS, check_figure_formats
 from neuronmap.rundir import FIGURES, RunDir, atomic_write_bytes, record_views
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-FORMATS = ("png", "svg")
 MAX_CLUSTERS = 40  # columns of the heatmaps
 MAX_VALUES = 30  # rows of a group x cluster matrix
 LABELLED = 12  # clusters named on the map
@@ -270,12 +270,13 @@ def _group_matrix(view: RunView, column: str) -> Figure:
 def write_figures(
     run: str | Path | RunDir,
     out: str | Path | None = None,
-    formats: tuple[str, ...] = FORMATS,
+    formats: tuple[str, ...] = FIGURE_FORMATS,
     view: RunView | None = None,
 ) -> list[Path]:
     """Draw every figure of a mapped run into ``out`` (default ``RUN/figures``); returns the files written."""
     import matplotlib
 
+    formats = check_figure_formats(formats)
     view = view or load_view(run)
     folder = Path(out) if out is not None else view.path / FIGURES
     figures: dict[str, Figure | None] = {

@@ -165,12 +165,30 @@ def _full_graph(matrix: sp.csr_array, graph: Graph, cfg: MapConfig) -> Graph | N
     return None
 
 
-def _clusterer(cfg: MapConfig, seed: int, k: int | None = None) -> Leiden | Louvain | Spectral:
+def _community_method(cfg: MapConfig, seed: int) -> Leiden | Louvain:
+    """Leiden or Louvain, as ``cfg.method`` says: they find the number of communities themselves."""
     if cfg.method == "leiden":
         return Leiden(cfg.resolution, random_state=seed)
-    if cfg.method == "louvain":
-        return Louvain(cfg.resolution, random_state=seed)
-    return Spectral(k, random_state=seed)
+    return Louvain(cfg.resolution, random_state=seed)
+
+
+def _clusterer(cfg: MapConfig, seed: int, k: int) -> Leiden | Louvain | Spectral:
+    """The unit's method at a seed: spectral into the chosen ``k`` clusters, or a community method."""
+    return Spectral(k, random_state=seed) if cfg.method == "spectral" else _community_method(cfg, seed)
+
+
+@dataclass
+class _Clustered:
+    """How one unit was clustered and tested."""
+
+    labels: np.ndarray
+    k: int  # the k chosen (spectral) or the number of communities found (Leiden, Louvain)
+    clusterability: dict[str, Any]  # the test against each null kind
+    selection: str  # how k came about, in words
+    cost: dict[str, int]  # null networks projected and clustered: selection_networks, test_networks
+    seconds: float  # spent on the null samples
+    ncut_curve: list[dict[str, Any]] | None = None  # spectral: the n-cut and its tests at every k
+    notes: list[str] = field(default_factory=list)
 
 
 def _map_unit(
@@ -184,10 +202,41 @@ def _map_unit(
     """Cluster one unit; returns its graph, canonical labels and its summary entry. ``runner`` computes the
     row blocks of the projections (of the unit and of its nulls), e.g. on Ray."""
     graph = _neuron_graph(matrix, cfg, runner)
-    n = matrix.shape[0]
-    info: dict[str, Any] = {
+    info = _unit_info(graph, layers, cfg)
+    kinds = _null_kinds(cfg, info["notes"])
+    connected = int((degrees(graph) > 0).sum())
+    assert not isinstance(cfg.k_range, str)  # MapConfig parsed it
+    if connected < 2 or (cfg.method == "spectral" and connected < min(cfg.k_range)):
+        info["notes"].append(f"only {connected} neuron(s) share tokens: every neuron is its own cluster")
+        return graph, np.arange(matrix.shape[0], dtype=np.int32), info
+    seed = (cfg.seed, unit)
+    if cfg.method == "spectral":
+        found = _spectral_unit(graph, matrix, layers, cfg, kinds, seed, progress, runner)
+    else:
+        found = _community_unit(graph, matrix, layers, cfg, kinds, seed, progress, runner)
+    statistic = "ncut" if cfg.method == "spectral" else "modularity"
+    info["notes"] += found.notes
+    info |= {
+        "k": found.k,
+        "ncut_curve": found.ncut_curve,
+        "clusterability": found.clusterability | {"statistic": statistic},
+    }
+    info["test"] = (
+        _headline(info["clusterability"], kinds, found.selection, found.cost, found.k) if kinds else None
+    )
+    info["_seconds"] = found.seconds
+    seeds = [cfg.seed + i for i in range(1, cfg.stability_seeds + 1)]
+    info["stability"] = stability(
+        found.labels, [_clusterer(cfg, s, found.k).fit(graph).labels_ for s in seeds], seeds
+    )
+    return graph, found.labels, info
+
+
+def _unit_info(graph: Graph, layers: np.ndarray, cfg: MapConfig) -> dict[str, Any]:
+    """A unit's summary entry before clustering: where and how large it is; the rest is filled in later."""
+    return {
         "layer": int(layers[0]) if cfg.scope == "within-layer" else None,
-        "neurons": n,
+        "neurons": graph.shape[0],
         "neuron_edges": None if isinstance(graph, GramOperator) else int(graph.nnz // 2),
         "materialised": not isinstance(graph, GramOperator),
         "k": None,
@@ -197,112 +246,140 @@ def _map_unit(
         "stability": None,
         "notes": [],
     }
-    kinds = [
+
+
+def _null_kinds(cfg: MapConfig, notes: list[str]) -> list[str]:
+    """The null kinds a unit is tested against (none without null samples). The edges null is skipped for the
+    collaboration projection, which ignores edge weights, and ``notes`` says so."""
+    if cfg.projection == "collaboration" and cfg.null_samples and "edges" in cfg.nulls:
+        notes.append("edges null skipped: the collaboration projection ignores edge weights")
+    return [
         k for k in cfg.nulls if cfg.null_samples and not (k == "edges" and cfg.projection == "collaboration")
     ]
-    if cfg.projection == "collaboration" and cfg.null_samples and "edges" in cfg.nulls:
-        info["notes"].append("edges null skipped: the collaboration projection ignores edge weights")
-    seed = (cfg.seed, unit)
-    connected = int((degrees(graph) > 0).sum())
-    if connected < 2 or (cfg.method == "spectral" and connected < min(cfg.k_range)):
-        info["notes"].append(f"only {connected} neuron(s) share tokens: every neuron is its own cluster")
-        return graph, np.arange(n, dtype=np.int32), info
 
-    k = None
-    if cfg.method == "spectral":
-        sweep = SpectralSweep(cfg.k_range, random_state=cfg.seed, progress=progress).fit(graph)
-        ks = sweep.k_values_
 
-        def statistic(null: sp.csr_array, null_seed: int) -> np.ndarray:
-            result = SpectralSweep(ks, random_state=null_seed).fit(_neuron_graph(null, cfg, runner))
-            curve = np.full(len(ks), np.nan)
-            curve[np.searchsorted(ks, result.k_values_)] = result.ncut_
-            return curve
+def _ncut_nulls(
+    matrix: sp.csr_array,
+    layers: np.ndarray,
+    ks: Sequence[int] | np.ndarray,
+    cfg: MapConfig,
+    kinds: list[str],
+    seed: tuple[int, ...],
+    progress: bool,
+    runner: BlockRunner | None,
+) -> dict[str, np.ndarray]:
+    """The n-cut of spectral clustering at each k of ``ks`` on every null sample (NaN where a null cannot make
+    k clusters): kind -> (samples, len(ks))."""
 
+    def statistic(null: sp.csr_array, null_seed: int) -> np.ndarray:
+        result = SpectralSweep(ks, random_state=null_seed).fit(_neuron_graph(null, cfg, runner))
+        curve = np.full(len(ks), np.nan)
+        curve[np.searchsorted(ks, result.k_values_)] = result.ncut_
+        return curve
+
+    return null_statistics(
+        matrix, layers, statistic, kinds=kinds, n_samples=cfg.null_samples, seed=seed, progress=progress
+    )
+
+
+def _choose_k(curve: list[dict[str, Any]], cfg: MapConfig) -> tuple[int, list[str]]:
+    """The index of the k with the largest ``--k-select`` statistic of the n-cut against the pairs null (the
+    first k when there is one only), and a note when no k has that statistic."""
+    if len(curve) < 2:
+        return 0, []
+    score = [point["pairs"][cfg.k_select] for point in curve]  # MapConfig made sure there are null samples
+    best = int(np.argmax([-math.inf if value is None else value for value in score]))
+    if score[best] is None:
+        return best, [f"no k has a {cfg.k_select} against the pairs null; took the smallest k"]
+    return best, []
+
+
+def _spectral_unit(
+    graph: Graph,
+    matrix: sp.csr_array,
+    layers: np.ndarray,
+    cfg: MapConfig,
+    kinds: list[str],
+    seed: tuple[int, ...],
+    progress: bool,
+    runner: BlockRunner | None,
+) -> _Clustered:
+    """Spectral clustering at every k of ``--k-range``; k is chosen on one set of null samples and, when there
+    was a choice, tested on fresh samples drawn at that k only (see the module docstring)."""
+    assert not isinstance(cfg.k_range, str)  # MapConfig parsed it
+    sweep = SpectralSweep(cfg.k_range, random_state=cfg.seed, progress=progress).fit(graph)
+    ks = sweep.k_values_
+    start = time.perf_counter()
+    nulls = _ncut_nulls(matrix, layers, ks, cfg, kinds, seed, progress, runner)
+    seconds = time.perf_counter() - start
+    curve: list[dict[str, Any]] = [
+        {"k": int(kk), "ncut": float(sweep.ncut_[i])}
+        | {kind: significance(sweep.ncut_[i], nulls[kind][:, i], higher_is_better=False) for kind in kinds}
+        for i, kk in enumerate(ks)
+    ]
+    best, notes = _choose_k(curve, cfg)
+    k = int(ks[best])
+    networks = len(kinds) * cfg.null_samples
+    if len(ks) > 1 and kinds:
+        # The test: fresh null samples (their own seeds), clustered at the chosen k only.
         start = time.perf_counter()
-        nulls = null_statistics(
-            matrix, layers, statistic, kinds=kinds, n_samples=cfg.null_samples, seed=seed, progress=progress
-        )
-        seconds = time.perf_counter() - start
-        curve = [
-            {"k": int(kk), "ncut": float(sweep.ncut_[i])}
-            | {
-                kind: significance(sweep.ncut_[i], nulls[kind][:, i], higher_is_better=False)
-                for kind in kinds
-            }
-            for i, kk in enumerate(ks)
-        ]
-        best = 0
-        if len(ks) > 1:  # MapConfig made sure there are null samples
-            score = [point["pairs"][cfg.k_select] for point in curve]
-            best = int(np.argmax([-math.inf if value is None else value for value in score]))
-            if score[best] is None:
-                info["notes"].append(f"no k has a {cfg.k_select} against the pairs null; took the smallest k")
-        k = int(ks[best])
-        labels = sweep.labels_[best]
-        networks = len(kinds) * cfg.null_samples
-        if len(ks) > 1 and kinds:
-            # The test: fresh null samples (their own seeds), clustered at the chosen k only.
-            def at_k(null: sp.csr_array, null_seed: int) -> np.ndarray:
-                result = SpectralSweep([k], random_state=null_seed).fit(_neuron_graph(null, cfg, runner))
-                return result.ncut_ if len(result.k_values_) else np.array([np.nan])
-
-            start = time.perf_counter()
-            test_nulls = null_statistics(
-                matrix,
-                layers,
-                at_k,
-                kinds=kinds,
-                n_samples=cfg.null_samples,
-                seed=(*seed, TEST_STREAM),
-                progress=progress,
-            )
-            seconds += time.perf_counter() - start
-            test = {
-                kind: significance(sweep.ncut_[best], test_nulls[kind][:, 0], higher_is_better=False)
-                for kind in kinds
-            }
-            selection = (
-                f"held-out: k = {k} chosen from {len(ks)} values of --k-range by the largest {cfg.k_select} of "
-                f"the n-cut against {cfg.null_samples} pairs-null samples; p and z from {cfg.null_samples} fresh, "
-                "independently seeded samples of each null, clustered at that k only"
-            )
-            cost = {"selection_networks": networks, "test_networks": networks}
-        else:
-            test = {kind: curve[best][kind] for kind in kinds}
-            selection = f"fixed: k = {k} is the only --k-range value, so no k was chosen"
-            cost = {"selection_networks": 0, "test_networks": networks}
-        info |= {"k": k, "ncut_curve": curve, "clusterability": test}
-    else:
-        labels = _clusterer(cfg, cfg.seed).fit(graph).labels_
-
-        def statistic(null: sp.csr_array, null_seed: int) -> np.ndarray:
-            null_graph = _neuron_graph(null, cfg, runner)
-            return np.array(
-                [modularity(null_graph, _clusterer(cfg, null_seed).fit(null_graph).labels_, cfg.resolution)]
-            )
-
-        start = time.perf_counter()
-        nulls = null_statistics(
-            matrix, layers, statistic, kinds=kinds, n_samples=cfg.null_samples, seed=seed, progress=progress
-        )
-        seconds = time.perf_counter() - start
-        real = modularity(graph, labels, cfg.resolution)
-        info["clusterability"] = {
-            kind: significance(real, nulls[kind][:, 0], higher_is_better=True) for kind in kinds
+        test_nulls = _ncut_nulls(matrix, layers, [k], cfg, kinds, (*seed, TEST_STREAM), progress, runner)
+        seconds += time.perf_counter() - start
+        test = {
+            kind: significance(sweep.ncut_[best], test_nulls[kind][:, 0], higher_is_better=False)
+            for kind in kinds
         }
-        info["k"] = int(labels.max()) + 1
         selection = (
-            f"community method: {cfg.method} found {info['k']} communities itself (no choice over k); its "
-            "modularity (on the pruned graph it clustered) is compared with the same method on each null"
+            f"held-out: k = {k} chosen from {len(ks)} values of --k-range by the largest {cfg.k_select} of "
+            f"the n-cut against {cfg.null_samples} pairs-null samples; p and z from {cfg.null_samples} fresh, "
+            "independently seeded samples of each null, clustered at that k only"
         )
-        cost = {"selection_networks": 0, "test_networks": len(kinds) * cfg.null_samples}
-    info["clusterability"] |= {"statistic": "ncut" if cfg.method == "spectral" else "modularity"}
-    info["test"] = _headline(info["clusterability"], kinds, selection, cost, info["k"]) if kinds else None
-    info["_seconds"] = seconds
-    seeds = [cfg.seed + i for i in range(1, cfg.stability_seeds + 1)]
-    info["stability"] = stability(labels, [_clusterer(cfg, s, k).fit(graph).labels_ for s in seeds], seeds)
-    return graph, labels, info
+        cost = {"selection_networks": networks, "test_networks": networks}
+    else:
+        test = {kind: curve[best][kind] for kind in kinds}
+        selection = f"fixed: k = {k} is the only --k-range value, so no k was chosen"
+        cost = {"selection_networks": 0, "test_networks": networks}
+    return _Clustered(sweep.labels_[best], k, test, selection, cost, seconds, curve, notes)
+
+
+def _community_unit(
+    graph: Graph,
+    matrix: sp.csr_array,
+    layers: np.ndarray,
+    cfg: MapConfig,
+    kinds: list[str],
+    seed: tuple[int, ...],
+    progress: bool,
+    runner: BlockRunner | None,
+) -> _Clustered:
+    """Leiden or Louvain: the method finds the number of communities itself; its modularity is tested against
+    the same method on each null."""
+    labels = _community_method(cfg, cfg.seed).fit(graph).labels_
+
+    def statistic(null: sp.csr_array, null_seed: int) -> np.ndarray:
+        null_graph = _neuron_graph(null, cfg, runner)
+        null_labels = _community_method(cfg, null_seed).fit(null_graph).labels_
+        return np.array([modularity(null_graph, null_labels, cfg.resolution)])
+
+    start = time.perf_counter()
+    nulls = null_statistics(
+        matrix, layers, statistic, kinds=kinds, n_samples=cfg.null_samples, seed=seed, progress=progress
+    )
+    seconds = time.perf_counter() - start
+    real = modularity(graph, labels, cfg.resolution)
+    k = int(labels.max()) + 1
+    selection = (
+        f"community method: {cfg.method} found {k} communities itself (no choice over k); its "
+        "modularity (on the pruned graph it clustered) is compared with the same method on each null"
+    )
+    return _Clustered(
+        labels,
+        k,
+        {kind: significance(real, nulls[kind][:, 0], higher_is_better=True) for kind in kinds},
+        selection,
+        {"selection_networks": 0, "test_networks": len(kinds) * cfg.null_samples},
+        seconds,
+    )
 
 
 def _headline(
@@ -311,7 +388,7 @@ def _headline(
     """The one test a unit reports: p and z against the first null of ``HEADLINE_NULLS`` that was drawn, how k
     was chosen, the floor of p and the cost in null networks (projected and clustered)."""
     null = next((kind for kind in HEADLINE_NULLS if kind in kinds), None)
-    found = tests.get(null) or {}
+    found = (tests.get(null) if null is not None else None) or {}
     samples = int(found.get("n") or 0)
     return {
         "p": found.get("p"),

@@ -57,15 +57,16 @@ def shuffle_bipartite(
         return sp.csr_array((matrix.data, (rows, cols)), shape=matrix.shape)
     if kind != "pairs":
         raise ValueError(f"unknown null kind {kind!r}; expected one of {', '.join(NULL_KINDS)}")
-    rows, cols, values = [], [], []
+    row_parts, col_parts, value_parts = [], [], []
     for start, stop in zip(bounds[:-1], bounds[1:], strict=True):
         weights = matrix.data[matrix.indptr[start] : matrix.indptr[stop]]
         cells = rng.choice((stop - start) * n_cols, size=len(weights), replace=False)
-        rows.append(start + cells // n_cols)
-        cols.append(cells % n_cols)
-        values.append(rng.permutation(weights))
+        row_parts.append(start + cells // n_cols)
+        col_parts.append(cells % n_cols)
+        value_parts.append(rng.permutation(weights))
     return sp.csr_array(
-        (np.concatenate(values), (np.concatenate(rows), np.concatenate(cols))), shape=matrix.shape
+        (np.concatenate(value_parts), (np.concatenate(row_parts), np.concatenate(col_parts))),
+        shape=matrix.shape,
     )
 
 

@@ -8,7 +8,7 @@ is an int seed (or None). Nodes without edges always end up alone, as python-lou
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Sequence
+from collections.abc import Iterable
 
 import graspologic_native as gn
 import networkx as nx
@@ -146,7 +146,7 @@ class SpectralSweep:
 
     def __init__(
         self,
-        k_range: Sequence[int] = range(2, 51),
+        k_range: Iterable[int] = range(2, 51),
         n_init: int = 4,
         random_state: int | None = None,
         progress: bool = False,

@@ -133,6 +133,31 @@ def group_columns(contexts: pd.DataFrame) -> tuple[dict[str, list[str]], dict[st
     return groups, codes
 
 
+def graph_scores(
+    scores: pd.DataFrame, neurons: pd.DataFrame, contexts: pd.DataFrame, edge_score: str
+) -> pd.DataFrame:
+    """The scores of the graph's neurons (``neurons``: the map's rows), in the order of ``scores``, with their
+    neuron row, context row and ``magnitude``: the score made non-negative as the map made its edges,
+    max(score, 0) for ``positive``, |score| otherwise. The one definition of a context's weight on a neuron, for
+    the map's dominant clusters and for what explore draws."""
+    span = int(max(neurons["neuron"].max(), scores["neuron"].max())) + 1
+    neuron_key = neurons["layer"].to_numpy(np.int64) * span + neurons["neuron"].to_numpy(np.int64)
+    key = scores["layer"].to_numpy(np.int64) * span + scores["neuron"].to_numpy(np.int64)
+    row = np.searchsorted(neuron_key, key)
+    ctx = pd.Index(contexts["context_id"]).get_indexer(scores["context_id"])
+    keep = (row < len(neuron_key)) & (neuron_key[np.minimum(row, len(neuron_key) - 1)] == key) & (ctx >= 0)
+    value = scores["score"].to_numpy(np.float64)[keep]
+    return pd.DataFrame(
+        {
+            "row": row[keep],
+            "ctx": ctx[keep],
+            "context_id": scores["context_id"].to_numpy()[keep],
+            "score": value,
+            "magnitude": np.maximum(value, 0.0) if edge_score == "positive" else np.abs(value),
+        }
+    )
+
+
 def dominant_clusters(
     scores: pd.DataFrame,
     contexts: pd.DataFrame,
@@ -140,21 +165,15 @@ def dominant_clusters(
     labels: np.ndarray,
     edge_score: str,
 ) -> np.ndarray:
-    """The cluster with the largest score mass of each context row (-1: none of its scores is on a graph
-    neuron). Mass: max(score, 0) for ``positive``, |score| otherwise; ties go to the lower cluster."""
-    span = int(max(neurons["neuron"].max(), scores["neuron"].max())) + 1
-    neuron_key = neurons["layer"].to_numpy(np.int64) * span + neurons["neuron"].to_numpy(np.int64)
-    key = scores["layer"].to_numpy(np.int64) * span + scores["neuron"].to_numpy(np.int64)
-    row = np.searchsorted(neuron_key, key)
-    ctx = pd.Index(contexts["context_id"]).get_indexer(scores["context_id"])
-    value = scores["score"].to_numpy(np.float64)
-    mass = np.maximum(value, 0.0) if edge_score == "positive" else np.abs(value)
-    found = (row < len(neuron_key)) & (neuron_key[np.minimum(row, len(neuron_key) - 1)] == key)
-    keep = found & (ctx >= 0) & (mass > 0)
+    """The cluster with the largest score mass (the :func:`graph_scores` magnitudes) of each context row (-1: none of its
+    scores is on a graph neuron); ties go to the lower cluster."""
+    found = graph_scores(scores, neurons, contexts, edge_score)
+    found = found[found["magnitude"].to_numpy() > 0]
+    ctx, row, mass = (found[c].to_numpy() for c in ("ctx", "row", "magnitude"))
     n_clusters = int(labels.max()) + 1
-    cell = ctx[keep].astype(np.int64) * n_clusters + labels[row[keep]]
+    cell = ctx.astype(np.int64) * n_clusters + labels[row]
     cells, summed = np.unique(cell, return_inverse=True)
-    total = np.bincount(summed, mass[keep])
+    total = np.bincount(summed, mass)
     ctx_of, cluster_of = cells // n_clusters, cells % n_clusters
     order = np.lexsort((cluster_of, -total, ctx_of))  # per context: largest mass first, then lower cluster
     first = order[np.r_[True, ctx_of[order][1:] != ctx_of[order][:-1]]] if len(order) else order
@@ -225,7 +244,9 @@ def group_alignment(
         if entry["values"] >= 2 and entry["clusters"] >= 2:
             real = float(adjusted_mutual_info_score(values, clusters))
             # a label that names the document (a title) is only relabelled by a shuffle between documents
-            names_document = kind == "documents" and entry["values"] == len(np.unique(block))
+            names_document = (
+                kind == "documents" and block is not None and entry["values"] == len(np.unique(block))
+            )
             draws = 0 if names_document else n_permutations
             rng = np.random.default_rng(np.random.SeedSequence([seed, 2, i]))
             null = np.array([adjusted_mutual_info_score(draw(rng), clusters) for _ in range(draws)])

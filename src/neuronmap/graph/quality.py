@@ -7,13 +7,15 @@ Both read two numbers per cluster: ``within`` (weight of the edges inside, each 
 
 from __future__ import annotations
 
+from typing import TypeAlias
+
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
 from neuronmap.graph.projection import GramOperator
 
-Graph = sp.sparray | GramOperator
+Graph: TypeAlias = sp.sparray | GramOperator
 
 
 def degrees(graph: Graph) -> np.ndarray:

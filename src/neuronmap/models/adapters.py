@@ -10,11 +10,15 @@ from __future__ import annotations
 import re
 import warnings
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
 from neuronmap.errors import NeuronmapError
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
 
 
 @dataclass(frozen=True)
@@ -45,12 +49,22 @@ FAMILIES: tuple[Family, ...] = (
 SUPPORTED = ", ".join(f"{f.name} ({'/'.join(f.model_types)})" for f in FAMILIES)
 
 
+def weight_of(module: nn.Module) -> torch.Tensor:
+    """``module.weight`` (torch types a module's attributes as tensor or module): (out, in) for ``nn.Linear``,
+    (in, out) for transformers' Conv1D, (vocab, d_model) for an embedding."""
+    weight = getattr(module, "weight", None)
+    if not isinstance(weight, torch.Tensor):
+        raise NeuronmapError(f"{type(module).__name__} has no weight matrix")
+    return weight
+
+
 def _in_features(module: nn.Module) -> int:
     if isinstance(module, nn.Linear):
         return module.in_features
     # transformers' Conv1D (GPT-2) stores its weight as (in, out).
-    if hasattr(module, "nf") and getattr(module, "weight", None) is not None:
-        return int(module.weight.shape[0])
+    weight = getattr(module, "weight", None)
+    if hasattr(module, "nf") and isinstance(weight, torch.Tensor):
+        return int(weight.shape[0])
     raise NeuronmapError(f"unsupported output projection type {type(module).__name__}")
 
 
@@ -68,7 +82,7 @@ def _match(model: nn.Module, pattern: str) -> list[tuple[str, nn.Module]] | None
 class Adapter:
     """The neurons of one model: per-layer output-projection modules, ``n_layers`` and ``d_mlp``."""
 
-    def __init__(self, model: nn.Module) -> None:
+    def __init__(self, model: PreTrainedModel) -> None:
         config = getattr(model, "config", None)
         model_type = getattr(config, "model_type", None)
         known = [f for f in FAMILIES if model_type in f.model_types]
@@ -119,7 +133,7 @@ class Adapter:
         """The output weights of every neuron of ``layer`` as a (d_mlp, d_model) view (edits write through)."""
         self.check_layer(layer)
         module = self.modules[layer]
-        return module.weight.T if isinstance(module, nn.Linear) else module.weight
+        return module.weight.T if isinstance(module, nn.Linear) else weight_of(module)
 
     def input_embeddings(self) -> nn.Module:
         return self.model.get_input_embeddings()
@@ -144,4 +158,4 @@ class Adapter:
 def _out_features(module: nn.Module) -> int:
     if isinstance(module, nn.Linear):
         return module.out_features
-    return int(module.weight.shape[1])
+    return int(weight_of(module).shape[1])

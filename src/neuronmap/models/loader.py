@@ -6,10 +6,9 @@ import hashlib
 import json
 import os
 import pickle
-import socket
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlparse
+from typing import TYPE_CHECKING
 
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -18,8 +17,11 @@ from neuronmap.errors import NeuronmapError
 from neuronmap.models.adapters import Adapter
 from neuronmap.models.memory import Footprint
 from neuronmap.models.registry import EMBEDDED, MARKER, prepare, sha256_file
-from neuronmap.models.spec import looks_like_hub_id
+from neuronmap.models.spec import hub_error, hub_reachable, looks_like_hub_id
 from neuronmap.models.tiny import TINY, build_tiny
+
+if TYPE_CHECKING:
+    from transformers import AutoModel, AutoModelForCausalLM, AutoModelForMaskedLM
 
 DTYPES = {
     "float32": torch.float32,
@@ -64,6 +66,12 @@ class LoadedModel:
     def window(self) -> int | None:
         """The most positions the model was built for (its position table or trained length), None if unstated."""
         return context_window(self.model.config)
+
+    def decode(self, ids: list[int], skip_special_tokens: bool = False) -> str:
+        """The text of one sequence of token ids."""
+        text = self.tokenizer.decode(ids, skip_special_tokens=skip_special_tokens)
+        assert isinstance(text, str)  # typed str | list[str]: the tokenizer also decodes batches, into lists
+        return text
 
     def describe(self) -> dict[str, object]:
         """The model's identity as recorded in a run manifest."""
@@ -143,7 +151,9 @@ def _folder_hash(folder: Path) -> str:
     return value
 
 
-def _model_class(folder_or_id: str, local_files_only: bool) -> type:
+def _model_class(
+    folder_or_id: str, local_files_only: bool
+) -> type[AutoModelForCausalLM | AutoModelForMaskedLM | AutoModel]:
     from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoModelForMaskedLM
 
     config = AutoConfig.from_pretrained(folder_or_id, local_files_only=local_files_only)
@@ -171,38 +181,17 @@ def _from_pretrained(
     return model, tokenizer
 
 
-def _hub_reachable(timeout: float = 3.0) -> bool:
-    """A quick look before the hub client, whose retries take half a minute to fail offline."""
-    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes"):
-        return False
-    host = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co")).hostname or "huggingface.co"
-    try:
-        socket.create_connection((host, 443), timeout=timeout).close()
-    except OSError:
-        return False
-    return True
-
-
 def _load_hub(spec: str, dtype: torch.dtype) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     try:
         return _from_pretrained(spec, dtype, local_files_only=True)
     except (OSError, ValueError):
         pass  # not in the local hub cache: fetch it
-    if not _hub_reachable():
-        raise _hub_error(spec, OSError("the Hugging Face hub is not reachable"))
+    if not hub_reachable():
+        raise hub_error(spec, "the Hugging Face hub is not reachable")
     try:
         return _from_pretrained(spec, dtype)
     except (OSError, ValueError) as exc:
-        raise _hub_error(spec, exc) from exc
-
-
-def _hub_error(spec: str, exc: Exception) -> NeuronmapError:
-    embedded = ", ".join([*EMBEDDED, *TINY])
-    return NeuronmapError(
-        f"could not load '{spec}': not an embedded model, not a local folder, and the Hugging Face hub gave no "
-        f"model ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__}); "
-        f"offline, use an embedded model: {embedded}"
-    )
+        raise hub_error(spec, str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from exc
 
 
 def load_model(
@@ -220,7 +209,8 @@ def load_model(
     torch_dtype = resolve_dtype(dtype)
     if spec in TINY:
         model, tokenizer = build_tiny(spec)
-        model = model.to(torch_dtype)
+        # transformers wraps PreTrainedModel.to with functools.wraps, which mypy reads as an unbound function
+        model = model.to(torch_dtype)  # type: ignore[arg-type]
         weights_hash = _state_hash(model)
     elif spec in EMBEDDED:
         folder = prepare(spec)
@@ -246,7 +236,7 @@ def load_model(
             raise NeuronmapError(f"'{spec}': no such model folder")
         model, tokenizer = _load_hub(spec, torch_dtype)
         weights_hash = _state_hash(model)
-    model = model.to(torch_device).eval()
+    model = model.to(torch_device).eval()  # type: ignore[arg-type]  # as above: the wrapped .to
     model.requires_grad_(False)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token

@@ -23,6 +23,7 @@ from neuronmap.errors import NeuronmapError
 
 if TYPE_CHECKING:  # torch is imported where a device is asked: a size is parsed without it
     import torch
+    from transformers import PreTrainedModel
 
 # A batch may take this share of the memory available when the command starts, unless --max-memory says otherwise:
 # the rest is for the tables, the tokenizer, Python itself and whatever else the machine runs.
@@ -110,9 +111,11 @@ class Footprint:
     weights: int  # bytes of the parameters
 
     @classmethod
-    def of(cls, model: torch.nn.Module, n_layers: int, d_mlp: int) -> Footprint:
+    def of(cls, model: PreTrainedModel, n_layers: int, d_mlp: int) -> Footprint:
+        from neuronmap.models.adapters import weight_of
+
         params = list(model.parameters())
-        embeddings = model.get_input_embeddings().weight
+        embeddings = weight_of(model.get_input_embeddings())
         return cls(
             n_layers=n_layers,
             d_model=int(embeddings.shape[1]),

@@ -31,10 +31,10 @@ import pyarrow.compute as pc
 import torch
 
 from neuronmap.errors import NeuronmapError
+from neuronmap.models.batching import pad
 from neuronmap.models.hooks import NeuronHook
 from neuronmap.models.loader import LoadedModel
 from neuronmap.neurons.config import HIST_BINS
-from neuronmap.trace.batch import pad
 
 
 @dataclass(frozen=True)

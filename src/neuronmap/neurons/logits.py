@@ -38,9 +38,8 @@ def norm_map(norm: nn.Module) -> tuple[torch.Tensor, bool]:
     """(gain, centre) of the final norm as a linear map with its normalisation fixed: the per-coordinate gain
     (float32) and whether it centres its input first (LayerNorm)."""
     if isinstance(norm, nn.LayerNorm):
-        weight = norm.weight
         d = norm.normalized_shape[-1]
-        gain = _wide(weight.detach()) if weight is not None else torch.ones(d)
+        gain = _wide(norm.weight.detach()) if norm.weight is not None else torch.ones(d)
         return gain, True
     eps = float(getattr(norm, "variance_epsilon", getattr(norm, "eps", 1e-6)))
     weight = getattr(norm, "weight", None)

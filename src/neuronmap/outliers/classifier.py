@@ -33,6 +33,9 @@ FORMAT = 1
 class MLPHead(nn.Module):
     """Embedding -> penultimate features (ReLU) -> class logits."""
 
+    mean: torch.Tensor  # buffers, registered in __init__ (torch types them as tensor or module otherwise)
+    scale: torch.Tensor
+
     def __init__(self, d_in: int, hidden: int, n_classes: int, dropout: float = 0.1) -> None:
         super().__init__()
         self.register_buffer("mean", torch.zeros(d_in))

@@ -219,12 +219,16 @@ def _jsonl_rows(
 def _table_rows(
     content: str, path: Path, delimiter: str, text_column: str, label_column: str, require_labels: bool
 ) -> list[tuple[str, str | None]]:
-    quoting = csv.QUOTE_NONE if delimiter == "\t" else csv.QUOTE_MINIMAL
-    reader = csv.reader(io.StringIO(content, newline=""), delimiter=delimiter, quoting=quoting, strict=True)
+    reader = csv.reader(
+        io.StringIO(content, newline=""),
+        delimiter=delimiter,
+        quoting=csv.QUOTE_NONE if delimiter == "\t" else csv.QUOTE_MINIMAL,
+        strict=True,
+    )
     header: list[str] | None = None
     rows = []
     next_line = 1
-    text_at = label_at = None
+    text_at, label_at = 0, None  # set from the header, the first row
     try:
         for cells in reader:
             # A quoted cell may span lines: a record starts on the line after the previous one ended.
@@ -265,7 +269,7 @@ def _table_rows(
 
 
 def split_labels(
-    labels: list[str | None],
+    labels: list[str],
     *,
     holdout: list[str] | tuple[str, ...] = (),
     val: float = 0.15,

@@ -17,11 +17,18 @@ from __future__ import annotations
 import io
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from neuronmap.errors import NeuronmapError
 from neuronmap.outliers.data import texts_digest
+
+if TYPE_CHECKING:  # the model code is imported only when texts are embedded (a cache hit needs none)
+    import torch
+    from transformers import BatchEncoding, PreTrainedModel, PreTrainedTokenizerBase
+
+    from neuronmap.models.loader import LoadedModel
 
 POOLING = "mean-last-hidden"
 CACHE_VERSION = 1
@@ -71,7 +78,7 @@ def embed_texts(
     encoder: str,
     *,
     weights_hash: str | None = None,
-    loaded: object | None = None,
+    loaded: LoadedModel | None = None,
     max_length: int = 128,
     batch_size: int = 32,
     device: str | None = None,
@@ -121,7 +128,12 @@ def embed_texts(
 
 
 def encode(
-    loaded: object, texts: list[str], *, max_length: int = 128, batch_size: int = 32, progress: bool = True
+    loaded: LoadedModel,
+    texts: list[str],
+    *,
+    max_length: int = 128,
+    batch_size: int = 32,
+    progress: bool = True,
 ) -> np.ndarray:
     """Mean-pooled last hidden states of ``texts``, batched by length so little compute goes to padding."""
     model, tokenizer = loaded.model, loaded.tokenizer
@@ -139,9 +151,9 @@ def encode(
 
 
 def _encode(
-    model: object,
-    tokenizer: object,
-    device: object,
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    device: torch.device,
     texts: list[str],
     max_length: int,
     batch_size: int,
@@ -173,7 +185,7 @@ def _encode(
     return out
 
 
-def mean_pool(model: object, batch: dict) -> object:
+def mean_pool(model: PreTrainedModel, batch: BatchEncoding) -> torch.Tensor:
     """Mean of the last hidden state over the attention mask: ``(batch, d_model)``."""
     mask = batch["attention_mask"]
     inputs = {k: v for k, v in batch.items() if k in ("input_ids", "attention_mask", "token_type_ids")}

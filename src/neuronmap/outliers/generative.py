@@ -18,11 +18,15 @@ Arithmetic is float64 numpy: covariances of 100+ dimensions lose digits in float
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import numpy as np
 from scipy.linalg import solve_triangular
 
 from neuronmap.errors import NeuronmapError
+
+if TYPE_CHECKING:  # scikit-learn takes seconds to import; only the mixture model needs it
+    from sklearn.mixture import GaussianMixture as SkMixture
 
 LOG_2PI = math.log(2 * math.pi)
 _CHUNK = 65_536  # candidates drawn at once by the generic lowest-likelihood sampler
@@ -63,6 +67,9 @@ class _ClassConditional:
         if len(hits) == 0:
             raise NeuronmapError(f"no class {label!r} in the fitted model (classes: {list(self.classes_)})")
         return int(hits[0])
+
+    def fit(self, X: np.ndarray, y: np.ndarray) -> _ClassConditional:
+        raise NotImplementedError
 
     def log_likelihood(self, X: np.ndarray, label: object) -> np.ndarray:
         raise NotImplementedError
@@ -298,10 +305,10 @@ class GaussianMixture(_ClassConditional):
             dists.append(np.linalg.norm(solve_triangular(chol, (X - mean).T, lower=True).T, axis=1))
         return np.min(dists, axis=0)
 
-    def _components(self, n: int, gm: object, rng: np.random.Generator) -> np.ndarray:
+    def _components(self, n: int, gm: SkMixture, rng: np.random.Generator) -> np.ndarray:
         return rng.choice(len(gm.weights_), size=n, p=gm.weights_)
 
-    def _place(self, gm: object, comp: np.ndarray, z: np.ndarray) -> np.ndarray:
+    def _place(self, gm: SkMixture, comp: np.ndarray, z: np.ndarray) -> np.ndarray:
         # One matrix product per component: indexing the Cholesky factors per sample would need n x d x d.
         x = np.empty_like(z)
         for k, chol in enumerate(np.linalg.cholesky(gm.covariances_)):

@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
@@ -20,6 +20,9 @@ from neuronmap.outliers.data import LabelledTexts, load_labelled, split_labels
 from neuronmap.outliers.embed import embed_texts
 from neuronmap.outliers.metrics import accuracy, detection_metrics
 from neuronmap.outliers.vos import TrainConfig, fit_head
+
+if TYPE_CHECKING:
+    from neuronmap.models.loader import LoadedModel
 
 
 @dataclass
@@ -66,7 +69,7 @@ class Prepared:
         )
 
 
-def prepare(config: DataConfig, *, loaded: object | None = None, progress: bool = True) -> Prepared:
+def prepare(config: DataConfig, *, loaded: LoadedModel | None = None, progress: bool = True) -> Prepared:
     data = load_labelled(
         config.data,
         text_column=config.text_column,
@@ -74,8 +77,9 @@ def prepare(config: DataConfig, *, loaded: object | None = None, progress: bool 
         limit=config.limit,
         seed=config.data_seed,
     )
+    labels = cast(list[str], data.labels)  # load_labelled required a label on every row
     split = split_labels(
-        data.labels, holdout=config.holdout, val=config.val, test=config.test, seed=config.data_seed
+        labels, holdout=config.holdout, val=config.val, test=config.test, seed=config.data_seed
     )
     X, weights_hash = embed_texts(
         data.texts,
@@ -87,9 +91,9 @@ def prepare(config: DataConfig, *, loaded: object | None = None, progress: bool 
         dtype=config.dtype,
         progress=progress,
     )
-    classes = sorted({label for label, s in zip(data.labels, split, strict=True) if s != "holdout"})
+    classes = sorted({label for label, s in zip(labels, split, strict=True) if s != "holdout"})
     lookup = {c: i for i, c in enumerate(classes)}
-    y = np.array([lookup.get(label, -1) for label in data.labels], dtype=np.int64)
+    y = np.array([lookup.get(label, -1) for label in labels], dtype=np.int64)
     return Prepared(data, split, X, y, classes, weights_hash)
 
 

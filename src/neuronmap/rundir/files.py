@@ -44,7 +44,7 @@ def write_error(path: Path, exc: OSError) -> NeuronmapError:
     return NeuronmapError(f"{path}: could not write ({exc.strerror or exc}){hint}")
 
 
-def atomic_write_group(writers: list[tuple[Path, Callable[[Path], None]]]) -> None:
+def atomic_write_group(writers: list[tuple[Path, Callable[[Path], object]]]) -> None:
     """Write several files so that all of them replace their previous versions or none does.
 
     Each writer fills a temporary file; only when every one is written (and synced) are they renamed into place,

@@ -37,6 +37,7 @@ from neuronmap.rundir import RunDir, atomic_write_json, atomic_write_parquet, st
 from neuronmap.study import editability as ed
 from neuronmap.study import report, shape
 from neuronmap.study import stats as st
+from neuronmap.study.config import RANK_MIN_P, check_study_options, inclusion
 from neuronmap.study.facts import DEFAULT, StudyFact, load_study_facts
 from neuronmap.study.profiles import causal_profiles, neuron_attribution
 
@@ -54,17 +55,6 @@ SHAPE_MEASURES = (
     "p_clean",  # not a shape: the model's confidence, a control every correlation should be read against
 )
 EDIT_MEASURES = ("flip_norm", "efficacy_margin", "paraphrase", "neighborhood")
-FLIP_MODES = ("scale", "clamp")
-
-
-KEEP = ("known", "rank", "all")
-RANK_MIN_P = 0.02  # a floor on P(true) for --keep rank: above the new target, and not a guess among thousands
-INCLUSION = {
-    "known": "facts whose true target is the model's top-1 prediction (every target token)",
-    "rank": "facts whose true target is top-1, or ranks above the rewrite's new target with P(true) >= {min_p} "
-    "(P: exp of the mean log-probability per target token)",
-    "all": "every fact, known or not",
-}
 
 
 def default_sweep(n_layers: int, edit_layer: int) -> list[int]:
@@ -98,21 +88,10 @@ def study_editability(
 ) -> dict[str, Any]:
     """Run the study into ``out`` and return its summary (see the module docstring and the README)."""
     start = time.perf_counter()
-    if keep not in KEEP:
-        raise NeuronmapError(f"--keep takes {', '.join(KEEP)}, got {keep!r}")
-    if not 0.0 <= min_p <= 1.0:
-        raise NeuronmapError(f"--min-p must be within [0, 1], got {min_p}")
-    if flip_mode not in FLIP_MODES:
-        raise NeuronmapError(f"--flip-mode takes {' or '.join(FLIP_MODES)}, got {flip_mode!r}")
-    if prefixes not in ("bare", "hparams"):
-        raise NeuronmapError(f"--prefixes takes bare or hparams, got {prefixes!r}")
-    for name, value in (("--trace-every", trace_every), ("--samples", samples), ("--steps", steps)):
-        if value < 1:
-            raise NeuronmapError(f"{name} must be at least 1, got {value}")
-    if flip_iters < 1 or n_boot < 100:
-        raise NeuronmapError("--flip-iters must be at least 1 and --bootstrap at least 100")
-    if not (noise >= 0 and np.isfinite(noise)):
-        raise NeuronmapError("--noise must be a finite number >= 0")
+    check_study_options(
+        keep=keep, min_p=min_p, flip_mode=flip_mode, prefixes=prefixes, trace_every=trace_every,
+        samples=samples, steps=steps, flip_iters=flip_iters, n_boot=n_boot, noise=noise,
+    )  # fmt: skip
     chosen = load_study_facts(facts, limit=limit, seed=seed)
     lm = load_model(model) if isinstance(model, str) else model
     hp = load_hparams(hparams, model=lm.spec).replace(v_num_grad_steps=steps)
@@ -211,12 +190,12 @@ def study_editability(
             "bootstrap": n_boot,
             "seed": seed,
         }
-        summary = {
+        summary: dict[str, Any] = {
             "facts": len(chosen),
             "studied": len(known),
             "unknown": len(unknown),
             "keep": keep,
-            "inclusion": INCLUSION[keep].format(min_p=min_p),
+            "inclusion": inclusion(keep, min_p),
             "agreement": agreement,
             "classes": classes,
             "axes": axes.describe(thick),
@@ -355,7 +334,7 @@ def rank_check(
     p_true = mean_logprobs(lm, texts, [f.target_true for f in facts], opening=opening).exp()
     p_new = mean_logprobs(lm, texts, [f.target_new for f in facts], opening=opening).exp()
     for f, t, n in zip(facts, p_true.tolist(), p_new.tolist(), strict=True):
-        clean[f.fact_id] |= {"p_true_mean": t, "p_new": n, "ranked": t > n and t >= min_p}
+        clean[f.fact_id] |= {"p_true_token": t, "p_new_token": n, "ranked": t > n and t >= min_p}
 
 
 def _included(check: dict[str, Any], keep: str) -> bool:
@@ -369,8 +348,11 @@ def _unknown_table(facts: Sequence[StudyFact], clean: dict[int, dict[str, Any]],
             "seed": [f.seed or "" for f in facts],
             "prompt": [f.text for f in facts],
             "target_true": [f.target_true for f in facts],
+            # the whole target's probability (exp of its summed log-probability), as the facts table's p_clean
             "p_true": [clean[f.fact_id]["p_true"] for f in facts],
-            "p_new": [clean[f.fact_id].get("p_new", np.nan) for f in facts],
+            # per token (exp of the mean log-probability), what --keep rank compares; NaN without --keep rank
+            "p_true_token": [clean[f.fact_id].get("p_true_token", np.nan) for f in facts],
+            "p_new_token": [clean[f.fact_id].get("p_new_token", np.nan) for f in facts],
             "reason": ["the model's top prediction is not the true target"] * len(facts),
             "studied": [_included(clean[f.fact_id], keep) for f in facts],
         }

@@ -47,6 +47,7 @@ def neuron_attribution(
             batch = collate(encoded, lm.tokenizer.pad_token_id, lm.device)
             result = attribution(lm, batch, layers, positions="all", per_position=True)
             for b, (fact, enc) in enumerate(zip(chunk, encoded, strict=True)):
+                assert enc.subject_span is not None  # encode_fact sets it
                 first, stop = enc.subject_span
                 scores[fact.fact_id] = result.scores[b, first:stop].double().cpu().numpy()
                 clean[fact.fact_id] = {

@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from numpy.typing import ArrayLike
 from scipy import stats
 
 MIN_PAIRS = 5  # fewer pairs give no correlation (NaN)
@@ -18,7 +19,7 @@ LEVEL = 0.95
 ALPHA = 0.05
 
 
-def _pairs(x: Sequence[float], y: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
+def _pairs(x: ArrayLike, y: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
     a, b = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
     keep = np.isfinite(a) & np.isfinite(b)
     return a[keep], b[keep]
@@ -37,7 +38,7 @@ def _pearson_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         return np.where(den > 0, (a * b).sum(-1) / np.where(den > 0, den, 1), np.nan)
 
 
-def spearman(x: Sequence[float], y: Sequence[float]) -> tuple[float, float, int]:
+def spearman(x: ArrayLike, y: ArrayLike) -> tuple[float, float, int]:
     """(rho, two-sided p-value, pairs): rho is the Pearson correlation of the ranks; p from scipy."""
     a, b = _pairs(x, y)
     n = len(a)
@@ -48,7 +49,7 @@ def spearman(x: Sequence[float], y: Sequence[float]) -> tuple[float, float, int]
 
 
 def bootstrap_ci(
-    x: Sequence[float], y: Sequence[float], n_boot: int = 2000, seed: int = 0, level: float = LEVEL
+    x: ArrayLike, y: ArrayLike, n_boot: int = 2000, seed: int = 0, level: float = LEVEL
 ) -> tuple[float, float]:
     """Percentile bootstrap interval of Spearman's rho, resampling (x, y) pairs (vectorised; resamples with a
     constant side are left out)."""

@@ -19,6 +19,7 @@ import torch
 from transformers import PreTrainedTokenizerBase
 
 from neuronmap.errors import NeuronmapError
+from neuronmap.models.batching import pad
 from neuronmap.trace.config import TRUNCATE
 
 
@@ -145,45 +146,13 @@ def fit_window(
     return Encoded(enc.input_ids[cut:], enc.target_ids, enc.position - cut, span), cut
 
 
-def pad(
-    sequences: Sequence[Sequence[int]], pad_id: int, device: torch.device | str = "cpu"
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Right-padded (input_ids, attention_mask) of token id sequences."""
-    width = max(len(ids) for ids in sequences)
-    ids = torch.full((len(sequences), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(sequences), width), dtype=torch.long)
-    for row, seq in enumerate(sequences):
-        ids[row, : len(seq)] = torch.tensor(seq)
-        mask[row, : len(seq)] = 1
-    return ids.to(device), mask.to(device)
-
-
 def collate(encoded: Sequence[Encoded], pad_id: int, device: torch.device | str = "cpu") -> Batch:
-    n = len(encoded)
-    width = max(len(e.input_ids) for e in encoded)
-    k = max(len(e.target_ids) for e in encoded)
-    input_ids = torch.full((n, width), pad_id, dtype=torch.long)
-    attention = torch.zeros((n, width), dtype=torch.long)
-    target_ids = torch.zeros((n, k), dtype=torch.long)
-    target_pos = torch.zeros((n, k), dtype=torch.long)
-    target_mask = torch.zeros((n, k), dtype=torch.bool)
-    for b, e in enumerate(encoded):
-        input_ids[b, : len(e.input_ids)] = torch.tensor(e.input_ids)
-        attention[b, : len(e.input_ids)] = 1
-        t = len(e.target_ids)
-        target_ids[b, :t] = torch.tensor(e.target_ids)
-        target_pos[b, :t] = torch.arange(e.position, e.position + t)
-        target_mask[b, :t] = True
-    position = torch.tensor([e.position for e in encoded], dtype=torch.long)
-    return Batch(
-        input_ids.to(device),
-        attention.to(device),
-        position.to(device),
-        target_ids.to(device),
-        target_pos.to(device),
-        target_mask.to(device),
-        list(encoded),
-    )
+    input_ids, attention = pad([e.input_ids for e in encoded], pad_id, device)
+    target_ids, target_mask = pad([e.target_ids for e in encoded], 0, device)
+    position = torch.tensor([e.position for e in encoded], dtype=torch.long, device=device)
+    # Target k is predicted at position + k; padding slots hold 0, as the ids do.
+    target_pos = (position[:, None] + torch.arange(target_ids.shape[1], device=device)) * target_mask
+    return Batch(input_ids, attention, position, target_ids, target_pos, target_mask.bool(), list(encoded))
 
 
 def target_logprob(logits: torch.Tensor, batch: Batch) -> torch.Tensor:

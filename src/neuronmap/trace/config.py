@@ -12,6 +12,7 @@ import math
 from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any
 
+from neuronmap.contexts.group_config import parse_groupings
 from neuronmap.errors import NeuronmapError
 from neuronmap.models.memory import memory_budget
 from neuronmap.models.spec import check_dtype, check_model
@@ -131,8 +132,6 @@ class TraceConfig:
                 f"--truncate must be {' or '.join(TRUNCATE)} (or left out to refuse long contexts)"
             )
         if self.group_by is not None:
-            from neuronmap.contexts.grouping import parse_groupings
-
             parse_groupings(self.group_by)
         memory_budget(self.max_memory)  # a malformed size is refused before the model loads
         check_dtype(self.dtype)

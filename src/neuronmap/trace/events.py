@@ -28,10 +28,10 @@ import torch
 from torch import nn
 
 from neuronmap.errors import NeuronmapError
+from neuronmap.models.batching import pad
 from neuronmap.models.hooks import NeuronHook
 from neuronmap.models.loader import LoadedModel
 from neuronmap.models.memory import Footprint
-from neuronmap.trace.batch import pad
 from neuronmap.trace.config import EACH_TOKEN_METHODS
 
 OVERLAP_SHARE = 4  # windows of a long document overlap by 1/4 of the window
@@ -150,6 +150,7 @@ def score_windows(lm: LoadedModel, windows: Sequence[Window], layers: list[int],
     elif method == "attribution":
         scores = _wide(acts) * _wide(torch.stack([g[rows, positions] for g in grads], dim=1))
     else:
+        assert norm is not None  # direct: its input was captured above
         scores = _wide(acts) * _direct_gradient(
             lm, norm, captured["x"][rows, positions], picked, targets, layers
         )

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import torch
 
 from neuronmap.errors import NeuronmapError
+from neuronmap.models.adapters import weight_of
 from neuronmap.models.hooks import NeuronHook
 from neuronmap.models.loader import LoadedModel
 from neuronmap.models.output_hooks import OutputHooks, block_name, replay_blocks
@@ -248,7 +249,7 @@ def embedding_noise(
     lm: LoadedModel, n_tokens: int, samples: int, scale: float, gen: torch.Generator
 ) -> torch.Tensor:
     """(samples, n_tokens, d_model) Gaussian noise, ``scale`` times the std of the token-embedding matrix."""
-    weight = lm.adapter.input_embeddings().weight
+    weight = weight_of(lm.adapter.input_embeddings())
     std = float(weight.float().std())
     noise = torch.randn((samples, n_tokens, weight.shape[1]), generator=gen) * (scale * std)
     return noise.to(device=weight.device, dtype=weight.dtype)

@@ -17,7 +17,7 @@ from neuronmap.raytools import connect, import_ray
 if TYPE_CHECKING:
     from neuronmap.models.loader import LoadedModel
 
-P = TypeVar("P")
+P = TypeVar("P", contravariant=True)
 R = TypeVar("R", covariant=True)
 
 

@@ -384,8 +384,8 @@ def _encode_all(
         cuts.append(cut)
     if config.truncate is None:
         return encoded, None
-    cut = [n for n in cuts if n]
-    return encoded, {"contexts": len(cut), "tokens_cut": sum(cut), "most_cut": max(cut, default=0)}
+    made = [n for n in cuts if n]
+    return encoded, {"contexts": len(made), "tokens_cut": sum(made), "most_cut": max(made, default=0)}
 
 
 def _predict_missing(
@@ -405,7 +405,7 @@ def _predict_missing(
             # Kept as a token id: decoding and re-encoding a lone token need not give it back.
             encoded[i] = Encoded(e.input_ids[: e.position + 1], (token,), e.position, e.subject_span)
             c = contexts[i]
-            contexts[i] = Context(c.text, lm.tokenizer.decode([token]), c.subject, dict(c.groups))
+            contexts[i] = Context(c.text, lm.decode([token]), c.subject, dict(c.groups))
     return contexts, encoded
 
 
@@ -465,27 +465,29 @@ def _apply_method(
     mean_acts: torch.Tensor | None,
     chunk: int,
 ) -> methods.MethodResult:
+    positions = config.positions
+    assert positions is not None  # TraceConfig.validate filled in the method's default
     if config.method == "attribution":
-        return methods.attribution(lm, batch, layers, config.positions, config.per_position)
+        return methods.attribution(lm, batch, layers, positions, config.per_position)
     if config.method == "integrated-gradients":
         return methods.integrated_gradients(
             lm,
             batch,
             layers,
             config.steps,
-            config.positions,
+            positions,
             config.per_position,
             metric=config.ig_metric,
             rule=config.ig_rule,
         )
     if config.method == "ablation":
-        return methods.ablation(lm, batch, layers, config.positions, config.candidates, chunk, mean_acts)
+        return methods.ablation(lm, batch, layers, positions, config.candidates, chunk, mean_acts)
     return methods.causal(
         lm,
         batch,
         layers,
         [str(i) for i in ids],
-        config.positions,
+        positions,
         config.samples,
         config.noise,
         config.candidates,

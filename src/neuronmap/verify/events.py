@@ -27,10 +27,11 @@ import pandas as pd
 import torch
 
 from neuronmap.errors import NeuronmapError
+from neuronmap.models.batching import pad
 from neuronmap.models.hooks import NeuronHook
 from neuronmap.models.loader import LoadedModel
 from neuronmap.models.output_hooks import OutputHooks, block_name, replay_blocks, stop_after
-from neuronmap.trace.batch import logprob_sum, pad
+from neuronmap.trace.batch import logprob_sum
 from neuronmap.trace.events import document_windows
 from neuronmap.verify.stats import NeuronSet
 
@@ -55,16 +56,6 @@ class EventSet:
         return len(self.row)
 
 
-def _padded(seqs: Sequence[Sequence[int]]) -> tuple[np.ndarray, np.ndarray]:
-    k = max((len(s) for s in seqs), default=1)
-    ids = np.zeros((len(seqs), k), np.int64)
-    mask = np.zeros((len(seqs), k), bool)
-    for i, s in enumerate(seqs):
-        ids[i, : len(s)] = s
-        mask[i, : len(s)] = True
-    return ids, mask
-
-
 def events_from_tables(
     contexts: pd.DataFrame,
     documents: pd.DataFrame | None,
@@ -77,8 +68,8 @@ def events_from_tables(
     position = contexts["position"].to_numpy(np.int64)
     if documents is None:
         rows = [tuple(int(t) for t in ids) for ids in contexts["input_ids"]]
-        targets = [list(t) for t in contexts["target_ids"]]
-        target_ids, mask = _padded(targets)
+        padded, present = pad([list(t) for t in contexts["target_ids"]], 0)
+        target_ids, mask = padded.numpy(), present.bool().numpy()
         target_pos = position[:, None] + np.arange(target_ids.shape[1])[None, :]
         if token_field == "input":
             token = np.array([r[p] for r, p in zip(rows, position, strict=True)], np.int64)

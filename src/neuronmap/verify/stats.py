@@ -130,11 +130,11 @@ def cluster_test(
 
 def adjust(p: Sequence[float]) -> np.ndarray:
     """Benjamini-Hochberg adjusted p of the finite values; NaN stays NaN (untested clusters)."""
-    p = np.asarray(p, np.float64)
-    out = np.full(len(p), np.nan)
-    ok = np.isfinite(p)
+    values = np.asarray(p, np.float64)
+    out = np.full(len(values), np.nan)
+    ok = np.isfinite(values)
     if ok.any():
-        out[ok] = scipy.stats.false_discovery_control(p[ok])
+        out[ok] = scipy.stats.false_discovery_control(values[ok])
     return out
 
 

@@ -23,7 +23,7 @@ import unicodedata
 
 import torch
 
-from neuronmap.edit.hparams import RomeHparams
+from neuronmap.edit.hparams import EditHparams
 from neuronmap.edit.prompts import document_start, opening_ids
 from neuronmap.models.loader import LoadedModel
 from neuronmap.models.registry import cache_root
@@ -33,7 +33,7 @@ STARTS = ("The", "Therefore", "Because", "I", "You")  # MEMIT's start words
 TOP_K = 5
 
 
-def context_prefixes(lm: LoadedModel, hparams: RomeHparams, cache: bool = True) -> list[str]:
+def context_prefixes(lm: LoadedModel, hparams: EditHparams, cache: bool = True) -> list[str]:
     """``""`` (the bare prompt) followed by generated prefixes, each ending in ``". "``."""
     params = [list(p) for p in hparams.context_template_length_params]
     mode = hparams.context_templates
@@ -51,7 +51,7 @@ def context_prefixes(lm: LoadedModel, hparams: RomeHparams, cache: bool = True) 
         rows = [starts[i % len(starts)] for i in range(count)]
         for (_, text), continuation in zip(rows, sample(lm, rows, length, gen), strict=True):
             decoded = lm.tokenizer.decode(text + continuation, skip_special_tokens=True)
-            prefixes.append(template_text(decoded, mode))
+            prefixes.append(template_text(str(decoded), mode))  # decode gives one str for one sequence
     if cache:
         atomic_write_json(prefixes, path)
     return prefixes

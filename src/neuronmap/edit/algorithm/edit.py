@@ -5,15 +5,18 @@ delta, ROME's update (eq. 2 of the paper) is W' = W + Lambda (C^-1 k*)^T with La
 so that W' k* + b = v* exactly, while keys orthogonal to k* under C^-1 (C = E[k k^T]) are left as they were.
 
 ``Edit.apply`` keeps a copy of the weight and ``undo`` restores it bit for bit (adding and subtracting the
-update would not); ``undo`` refuses when the weight was changed since (a later edit on the same layer).
+update would not); ``undo`` refuses when the weight was changed since (a later edit on the same layer). An
+``Edit`` may also hold a rank-r update (MEMIT's, one per layer: ``algorithm.memit``); ``load_edit`` reads either
+kind of saved delta.
 """
 
 from __future__ import annotations
 
 import json
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from safetensors import safe_open
@@ -32,12 +35,16 @@ from neuronmap.errors import NeuronmapError
 from neuronmap.models.loader import LoadedModel
 from neuronmap.rundir import atomic_write_bytes, atomic_write_json
 
+if TYPE_CHECKING:
+    from neuronmap.edit.algorithm.memit_edit import MemitEdit
+
 FORMAT = "neuronmap-rome-delta/1"
 
 
 class Edit:
     """A rank-one update of layer ``layer``'s output projection: W_view += outer(left, right), where W_view is
-    the (d_mlp, d_model) neuron-weights view (so outputs change by (left . k) * right)."""
+    the (d_mlp, d_model) neuron-weights view (so outputs change by (left . k) * right). With ``left`` (d_mlp, r)
+    and ``right`` (d_model, r), the rank-r update W_view += left @ right^T (outputs change by right @ left^T k)."""
 
     def __init__(
         self,
@@ -53,7 +60,8 @@ class Edit:
     ) -> None:
         lm.adapter.check_layer(layer)
         d_mlp, d_model = lm.adapter.neuron_weights(layer).shape
-        if left.shape != (d_mlp,) or right.shape != (d_model,):
+        rank = tuple(left.shape[1:])
+        if left.shape != (d_mlp, *rank) or right.shape != (d_model, *rank) or len(rank) > 1:
             raise NeuronmapError(
                 f"edit shapes {tuple(left.shape)} x {tuple(right.shape)} do not fit layer {layer} "
                 f"({d_mlp} neurons x {d_model} outputs)"
@@ -78,10 +86,20 @@ class Edit:
     def module_name(self) -> str:
         return self.lm.adapter.names[self.layer]
 
+    @property
+    def layers(self) -> list[int]:
+        """The edited layers, as a ``MemitEdit`` lists its own."""
+        return [self.layer]
+
+    @property
+    def module_names(self) -> list[str]:
+        return [self.module_name]
+
     def matrix(self) -> torch.Tensor:
-        """The (d_mlp, d_model) update in the weight's dtype and device."""
+        """The (d_mlp, d_model) update in the weight's dtype and device (computed in float64)."""
         weight = self.lm.adapter.neuron_weights(self.layer)
-        return torch.outer(self.left, self.right).to(device=weight.device, dtype=weight.dtype)
+        update = torch.outer(self.left, self.right) if self.left.dim() == 1 else self.left @ self.right.T
+        return update.to(device=weight.device, dtype=weight.dtype)
 
     def apply(self) -> Edit:
         if self.applied:
@@ -95,17 +113,22 @@ class Edit:
         return self
 
     def undo(self) -> Edit:
-        if not self.applied:
-            raise NeuronmapError("this edit is not applied")
+        self.check_undo()
+        assert self._before is not None  # applied
         weight = self.lm.adapter.neuron_weights(self.layer)
-        if not torch.equal(weight, self._after):
-            raise NeuronmapError(
-                f"layer {self.layer} changed since this edit was applied: undo the later edits first"
-            )
         with torch.no_grad():
             weight.copy_(self._before)
         self._before = self._after = None
         return self
+
+    def check_undo(self) -> None:
+        """Raise unless ``undo`` can restore the weight: applied, and not changed since."""
+        if self._after is None:
+            raise NeuronmapError("this edit is not applied")
+        if not torch.equal(self.lm.adapter.neuron_weights(self.layer), self._after):
+            raise NeuronmapError(
+                f"layer {self.layer} changed since this edit was applied: undo the later edits first"
+            )
 
     def __enter__(self) -> Edit:
         return self.apply()
@@ -145,24 +168,9 @@ class Edit:
     def load(cls, path: str | Path, lm: LoadedModel) -> Edit:
         """A saved delta, for the model it was made on (checked by weights hash and module)."""
         path = Path(path)
-        if not path.is_file():
-            raise NeuronmapError(f"{path}: no such edit file")
-        try:
-            with safe_open(str(path), framework="pt") as fh:
-                meta = json.loads((fh.metadata() or {})["neuronmap"])
-                tensors = {k: fh.get_tensor(k) for k in fh.keys()}  # noqa: SIM118
-        except Exception as exc:
-            raise NeuronmapError(f"{path}: not a neuronmap edit ({exc})") from None
-        if meta.get("format") != FORMAT:
-            raise NeuronmapError(f"{path}: not a neuronmap edit (format {meta.get('format')!r})")
+        meta, tensors = read_delta(path, FORMAT)
         layer = meta.get("layer")
-        if (
-            meta.get("weights_hash") != lm.weights_hash
-            or not isinstance(layer, int)
-            or not 0 <= layer < lm.n_layers
-            or meta.get("module") != lm.adapter.names[layer]
-        ):
-            raise NeuronmapError(f"{path}: this edit was made for another model ({meta['model']})")
+        check_made_for(path, meta, lm, [layer], [meta.get("module")])
         request = Request.from_dict(meta["request"]) if meta.get("request") else None
         hparams = RomeHparams.from_dict(meta["hparams"]) if meta.get("hparams") else None
         return cls(
@@ -178,7 +186,45 @@ class Edit:
         )
 
 
-def save_model(lm: LoadedModel, out: str | Path, edits: list[Edit]) -> Path:
+def read_delta(path: Path, *formats: str) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    """The metadata and tensors of a saved delta of one of ``formats``, or a one-line error."""
+    if not path.is_file():
+        raise NeuronmapError(f"{path}: no such edit file")
+    try:
+        with safe_open(str(path), framework="pt") as fh:
+            meta = json.loads((fh.metadata() or {})["neuronmap"])
+            tensors = {k: fh.get_tensor(k) for k in fh.keys()}  # noqa: SIM118
+    except Exception as exc:
+        raise NeuronmapError(f"{path}: not a neuronmap edit ({exc})") from None
+    if meta.get("format") not in formats:
+        raise NeuronmapError(f"{path}: not a neuronmap edit (format {meta.get('format')!r})")
+    return meta, tensors
+
+
+def check_made_for(
+    path: Path, meta: dict[str, Any], lm: LoadedModel, layers: list[Any], modules: list[Any]
+) -> None:
+    """Refuse a saved delta made for another model: its weights hash, layers and module names must match."""
+    if (
+        meta.get("weights_hash") != lm.weights_hash
+        or not layers
+        or len(modules) != len(layers)
+        or not all(isinstance(layer, int) and 0 <= layer < lm.n_layers for layer in layers)
+        or any(module != lm.adapter.names[layer] for layer, module in zip(layers, modules, strict=True))
+    ):
+        raise NeuronmapError(f"{path}: this edit was made for another model ({meta.get('model')})")
+
+
+def load_edit(path: str | Path, lm: LoadedModel) -> Edit | MemitEdit:
+    """A saved delta of either kind (ROME's ``Edit``, MEMIT's ``MemitEdit``), for the model it was made on."""
+    from neuronmap.edit.algorithm.memit_edit import FORMAT as MEMIT_FORMAT
+    from neuronmap.edit.algorithm.memit_edit import MemitEdit
+
+    meta, _ = read_delta(Path(path), FORMAT, MEMIT_FORMAT)
+    return MemitEdit.load(path, lm) if meta["format"] == MEMIT_FORMAT else Edit.load(path, lm)
+
+
+def save_model(lm: LoadedModel, out: str | Path, edits: Sequence[Edit | MemitEdit]) -> Path:
     """Write the (edited) model and tokenizer as a Hugging Face folder, with the edits listed beside them."""
     out = Path(out)
     if out.exists() and any(out.iterdir()):

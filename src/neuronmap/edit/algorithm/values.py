@@ -1,12 +1,14 @@
-"""ROME's value v*: the output of the edited projection that makes the new target likely.
+"""ROME's value v*: the output of the edited projection that makes the new target likely (and MEMIT's z: the
+residual stream, a block's output, that does).
 
-An added vector delta on the projection's output at the subject's last token, shared by every context prefix,
-is optimised with Adam for the new target's log-likelihood (mean over its tokens, then over prompts), plus
+An added vector delta on the projection's output (``residual=True``: the block's output) at the subject's last
+token, shared by every context prefix, is optimised with Adam for the new target's log-likelihood (mean over its
+tokens, then over prompts), plus
 ``kl_factor`` x KL(p_edited || p_clean) of the next-token distribution at the subject's last token of the KL
 prompts ("{} is a": keep what the subject *is*; the direction of ROME's ``compute_v`` and of its paper's eq. 4,
 ``kl_direction: "clean-edited"`` for the reverse), plus ROME's weight decay ``v_weight_decay`` x |delta| /
 |v_init|^2; after each step |delta| is clamped to ``clamp_norm_factor`` x |v_init|, where v_init is the
-projection's clean output on the bare prompt.
+projection's (or block's) clean output on the bare prompt.
 
 Only layers after the edited one depend on delta: the blocks before it are replayed from a clean pass, and
 logits are computed only where the loss reads them.
@@ -20,7 +22,7 @@ from dataclasses import dataclass, field
 import torch
 
 from neuronmap.edit.algorithm.request import Request
-from neuronmap.edit.hparams import RomeHparams
+from neuronmap.edit.hparams import EditHparams
 from neuronmap.edit.prompts import encode_fact, opening_ids, pad
 from neuronmap.edit.scoring import logits_at
 from neuronmap.models.loader import LoadedModel
@@ -37,9 +39,10 @@ def kl_term(clean: torch.Tensor, edited: torch.Tensor, direction: str) -> torch.
 
 @dataclass
 class ValueResult:
-    delta: torch.Tensor  # (d_model,) the optimised addition to the projection's output
+    delta: torch.Tensor  # (d_model,) the optimised addition to the projection's (or block's) output
     v_init_norm: float
     losses: list[dict[str, float]] = field(default_factory=list)  # per step: nll, kl, decay, total, p_new
+    v_init: torch.Tensor | None = None  # (d_model,) the clean output delta is added to, on the bare prompt
 
     @property
     def steps(self) -> int:
@@ -98,36 +101,38 @@ def compute_value(
     layer: int,
     request: Request,
     prefixes: list[str],
-    hparams: RomeHparams,
+    hparams: EditHparams,
     progress: bool = False,
+    residual: bool = False,
 ) -> ValueResult:
-    """Optimise delta (see the module docstring); the model's weights are not touched."""
+    """Optimise delta (see the module docstring): added to the output projection's output (ROME), or with
+    ``residual`` to the block's output (MEMIT's z). The model's weights are not touched."""
     rows = _rows(lm, request, prefixes, hparams.kl_prompts, opening_ids(lm.tokenizer, hparams.document_start))
     n_rows = rows.ids.shape[0]
-    proj = lm.adapter.names[layer]
+    site = block_name(lm.adapter, layer) if residual else lm.adapter.names[layer]
     before = block_name(lm.adapter, layer - 1) if layer > 0 else None
     at_lookup = torch.zeros(rows.ids.shape, dtype=lm.dtype, device=lm.device)
     at_lookup[torch.arange(n_rows, device=lm.device), rows.lookup] = 1
 
-    record = [proj] + ([before] if before else [])
+    record = [site] + ([before] if before else [])
     with torch.no_grad(), OutputHooks(lm.model, record=record) as clean:
         logits = _logits(lm, rows)
     bare = prefixes.index("") if "" in prefixes else 0  # v_init is read on the bare prompt
-    v_init = clean.outputs[proj][bare, rows.lookup[bare]].clone()
+    v_init = clean.outputs[site][bare, rows.lookup[bare]].clone()
     kl_init = logits[rows.n_rewrite :, 0].to(torch.promote_types(logits.dtype, torch.float32)).log_softmax(-1)
     replayed = clean.outputs[before] if before else None
 
     delta = torch.zeros(v_init.shape[-1], dtype=lm.dtype, device=lm.device, requires_grad=True)
     optimiser = torch.optim.Adam([delta], lr=hparams.v_lr)
     max_norm = hparams.clamp_norm_factor * float(v_init.norm())
-    result = ValueResult(delta.detach(), float(v_init.norm()))
+    result = ValueResult(delta.detach(), float(v_init.norm()), v_init=v_init.detach())
 
     def add(out: torch.Tensor) -> torch.Tensor:
         return out + at_lookup[..., None] * delta
 
     with progress_bar("value v*", total=hparams.v_num_grad_steps, unit="step", enabled=progress) as bar:
         for step in range(hparams.v_num_grad_steps):
-            with torch.enable_grad(), OutputHooks(lm.model, edits={proj: add}):
+            with torch.enable_grad(), OutputHooks(lm.model, edits={site: add}):
                 if replayed is not None:
                     with replay_blocks(lm.adapter, layer - 1, replayed):
                         logits = _logits(lm, rows)

@@ -76,12 +76,12 @@ def counterfact_lite() -> tuple[Record, ...]:
         if fact.target in OBJECTS and fact.subject and fact.groups["relation"] in RELATIONS:
             by_object[fact.target].append(fact)
     queues = {obj: list(by_object[obj]) for obj in OBJECTS if len(by_object[obj]) > MIN_NEIGHBOURS}
-    ordered: list[Context] = []
+    ordered: list[tuple[str, Context]] = []  # (object, fact)
     while any(queues.values()):
         for obj in OBJECTS:
             if queues.get(obj):
-                ordered.append(queues[obj].pop(0))
-    return tuple(_record(i, fact, by_object[fact.target]) for i, fact in enumerate(ordered))
+                ordered.append((obj, queues[obj].pop(0)))
+    return tuple(_record(i, fact, by_object[obj]) for i, (obj, fact) in enumerate(ordered))
 
 
 def _record(case_id: int, fact: Context, same_object: list[Context]) -> Record:

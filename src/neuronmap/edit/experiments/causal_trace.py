@@ -22,6 +22,7 @@ import torch
 from neuronmap.edit.dsets import Fact
 from neuronmap.edit.prompts import encode_fact, opening_ids
 from neuronmap.errors import NeuronmapError
+from neuronmap.models.adapters import weight_of
 from neuronmap.models.loader import LoadedModel
 from neuronmap.models.memory import Budget, Footprint, format_bytes
 from neuronmap.models.output_hooks import KINDS, OutputHooks, block_name, module_name, replay_blocks
@@ -133,12 +134,12 @@ def encode_trace_fact(lm: LoadedModel, fact: Fact, document_start: bool = False)
         top = int(
             forward_target_logits(lm.model, probe)[0, 0].argmax()
         )  # the output layer at the last token only
-    return Encoded(enc.input_ids, (top,), enc.position, enc.subject_span), lm.tokenizer.decode([top])
+    return Encoded(enc.input_ids, (top,), enc.position, enc.subject_span), lm.decode([top])
 
 
 def noise_draws(lm: LoadedModel, n_tokens: int, settings: TraceSettings, key: str) -> torch.Tensor:
     """(samples, n_tokens, d_model) seeded by (seed, key): the same fact always gets the same noise."""
-    weight = lm.adapter.input_embeddings().weight
+    weight = weight_of(lm.adapter.input_embeddings())
     gen = noise_generator(settings.seed, key)
     noise = torch.randn((settings.samples, n_tokens, weight.shape[1]), generator=gen) * settings.noise_std
     return noise.to(device=weight.device, dtype=weight.dtype)
@@ -166,6 +167,7 @@ def restored_prob(
 ) -> float:
     """Reference path (no replay): mean p(target) over draws with the subject noised and the clean ``kind``
     state of each (kind, layer) put back at the given positions."""
+    assert enc.subject_span is not None  # encode_trace_fact sets it
     one = collate([enc], lm.tokenizer.pad_token_id, lm.device)
     names = {key: module_name(lm.adapter, *key) for key in restore}
     with torch.no_grad(), OutputHooks(lm.model, record=list(names.values())) as clean:
@@ -259,7 +261,7 @@ def trace_fact(
                     for t, value in zip(positions.tolist(), p.tolist(), strict=True):
                         rows_out.append((kind, layer, t, value))
                     bar.advance(len(positions))
-    tokens = [lm.tokenizer.decode([i]) for i in enc.input_ids[:n_text]]
+    tokens = [lm.decode([i]) for i in enc.input_ids[:n_text]]
     table = pd.DataFrame(rows_out, columns=["kind", "layer", "position", "effect"])
     table["token"] = [tokens[t] for t in table["position"]]
     table["indirect"] = table["effect"] - p_corrupted

@@ -1,8 +1,10 @@
-"""CounterFact-style evaluation of ROME (the ROME paper's section 4.2), per fact and averaged.
+"""CounterFact-style evaluation of ROME and MEMIT (the ROME paper's section 4.2), per fact and averaged.
 
 For each record: the unedited model is scored, the edit is computed and applied, the edited model is scored,
-and the edit is undone (each edit is evaluated alone, on the original weights). Metrics, each for the edited and
-the unedited model:
+and the edit is undone (each edit is evaluated alone, on the original weights). With ``batch`` N, records go in
+groups of N, edited together as MEMIT's evaluation does: MEMIT writes the group in one edit; ROME edits them one
+after another, each computed on the model with the group's earlier edits (as MEMIT's code applies ROME to several
+requests); the group is scored, then undone. Metrics, each for the edited and the unedited model:
 
 - efficacy: P(new) > P(true) on the rewrite prompt; paraphrase: the same, averaged over paraphrase prompts;
   neighbourhood: P(true) > P(new) on prompts about other subjects with the same true object;
@@ -11,25 +13,28 @@ the unedited model:
 - fluency: ROME's weighted 2-/3-gram entropy of sampled generations from the generation prompts.
 
 P is exp(mean log-probability per target token), as in ROME's code. With ``document_start`` in the hparams,
-every prompt (scored or sampled) opens a document, as the edit itself saw it. Several ``layers`` make a layer sweep: each
-record is edited at each layer, sharing the unedited scores, the prefixes and one pass of statistics.
+every prompt (scored or sampled) opens a document, as the edit itself saw it. Several ``layers`` make a ROME layer sweep: each
+record is edited at each layer, sharing the unedited scores, the prefixes and one pass of statistics; for MEMIT
+they are the range it edits together.
 """
 
 from __future__ import annotations
 
 import statistics
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
 
 from neuronmap.edit.algorithm.context import context_prefixes
-from neuronmap.edit.algorithm.edit import rome
+from neuronmap.edit.algorithm.edit import Edit, rome
+from neuronmap.edit.algorithm.memit import memit
+from neuronmap.edit.algorithm.memit_edit import MemitEdit
 from neuronmap.edit.dsets.counterfact import Record
 from neuronmap.edit.experiments.fluency import generate, ngram_entropy, record_seed
-from neuronmap.edit.hparams import RomeHparams, load_hparams
+from neuronmap.edit.hparams import EditHparams, MemitHparams, RomeHparams, check_batch, load_edit_hparams
 from neuronmap.edit.prompts import opening_ids
 from neuronmap.edit.scoring import mean_logprobs
 from neuronmap.edit.stats import second_moments
@@ -94,7 +99,7 @@ class RecordSize:
     n_generation: int  # generation prompts, run as one batch
 
 
-def check_record(lm: LoadedModel, hp: RomeHparams, record: Record, gen_length: int, where: str) -> RecordSize:
+def check_record(lm: LoadedModel, hp: EditHparams, record: Record, gen_length: int, where: str) -> RecordSize:
     """Every prompt a record's evaluation runs, against the model's window (before any model work)."""
     targets = [record.request.target_new, record.target_true]
     rewrite = check_request(lm, hp, record.request, where)
@@ -124,7 +129,7 @@ def check_record(lm: LoadedModel, hp: RomeHparams, record: Record, gen_length: i
 
 def plan_memory(
     lm: LoadedModel,
-    hp: RomeHparams,
+    hp: EditHparams,
     sizes: Sequence[tuple[str, RecordSize]],
     layers: Sequence[int],
     batch_size: int,
@@ -193,8 +198,10 @@ def summarise(rows: pd.DataFrame) -> dict[str, dict[str, float]]:
 def evaluate(
     lm: LoadedModel,
     records: Sequence[Record],
-    hparams: RomeHparams | str | None = None,
+    hparams: EditHparams | str | None = None,
     *,
+    algorithm: str = "rome",
+    batch: int = 1,
     layers: Sequence[int] | None = None,
     with_fluency: bool = True,
     gen_length: int = 100,
@@ -204,70 +211,86 @@ def evaluate(
     source: str = "records",
     max_memory: str | int | None = None,
 ) -> Evaluation:
-    """Edit each record alone (at each of ``layers``; default the hparams' layer) and score it before and after.
-    Every record is checked against the model's window and ``max_memory`` first (``source`` names the records in
-    those messages); the scoring batches shrink below ``batch_size`` where they would not fit."""
+    """Edit the records (``batch`` at a time; with ROME at each of ``layers``, default the hparams' layer; with
+    MEMIT over the range ``layers``, default the hparams') and score them before and after. ``algorithm`` names
+    the hparams file when ``hparams`` is not an hparams object. Every record is checked against the model's window
+    and ``max_memory`` first (``source`` names the records in those messages); the scoring batches shrink below
+    ``batch_size`` where they would not fit."""
     start_time = time.perf_counter()
-    hp = hparams if isinstance(hparams, RomeHparams) else load_hparams(hparams, model=lm.spec)
-    chosen = list(layers) if layers else [hp.resolve_layer(lm.n_layers)]
-    chosen = [lm.adapter.check_layer(layer + lm.n_layers if layer < 0 else layer) for layer in chosen]
+    if isinstance(hparams, RomeHparams | MemitHparams):
+        hp: EditHparams = hparams
+    else:
+        hp = load_edit_hparams(algorithm, hparams, model=lm.spec)
+    check_batch(batch)
+    settings = _settings(lm, hp, layers)
+    edited = sorted({layer for setting in settings for layer in setting})
     sizes = []
     for record in records:
         where = f"{source}: case {record.case_id}"
         sizes.append((where, check_record(lm, hp, record, gen_length if with_fluency else 0, where)))
-    batch_size = plan_memory(lm, hp, sizes, chosen, batch_size, memory_budget(max_memory, lm.device))
+    batch_size = plan_memory(lm, hp, sizes, edited, batch_size, memory_budget(max_memory, lm.device))
     prefixes = context_prefixes(lm, hp)
     opening = opening_ids(lm.tokenizer, hp.document_start)
     stats: dict[int, Any] = {}
     if hp.mom2_adjustment:
         stats = second_moments(
             lm,
-            sorted(set(chosen)),
+            edited,
             corpus=hp.mom2_corpus,
             n_tokens=hp.mom2_n_tokens,
             max_length=hp.mom2_max_length,
             progress=progress,
         )
-    rows = []
-    with progress_bar("edit-eval", total=len(records) * len(chosen), unit="edit", enabled=progress) as bar:
-        for record in records:
-            gen_seed = record_seed(seed, record.case_id)
-            pre = record_metrics(lm, record, batch_size, opening)
-            fl_pre = fluency(lm, record, gen_length, gen_seed, opening) if with_fluency else float("nan")
-            for layer in chosen:
-                edit = rome(lm, record.request, hp, layer=layer, stats=stats.get(layer), prefixes=prefixes)
-                with edit:
-                    post = record_metrics(lm, record, batch_size, opening)
-                    fl_post = (
-                        fluency(lm, record, gen_length, gen_seed, opening) if with_fluency else float("nan")
-                    )
-                row = {
-                    "case_id": str(record.case_id),
-                    "layer": layer,
-                    "subject": record.request.subject,
-                    "relation": record.relation,
-                    "prompt": record.request.text,
-                    "target_true": record.target_true,
-                    "target_new": record.request.target_new,
-                    **{f"{k}_pre": v for k, v in pre.items()},
-                    **{f"{k}_post": v for k, v in post.items()},
-                    "fluency_pre": fl_pre,
-                    "fluency_post": fl_post,
-                    "steps": edit.info["steps"],
-                    "delta_norm": edit.info["delta_norm"],
-                    "p_new_optimised": edit.info["losses"][-1]["p_new"],
-                }
-                row["score_pre"] = _hmean([pre[m] for m in METRICS])
-                row["score_post"] = _hmean([post[m] for m in METRICS])
-                rows.append(row)
-                bar.advance()
+    grouped = isinstance(hp, MemitHparams) or batch > 1  # rows and summary say how records were edited
+    rows, diagnostics = [], []
+    total = len(records) * len(settings)
+    with progress_bar("edit-eval", total=total, unit="edit", enabled=progress) as bar:
+        for index, group in enumerate(_groups(records, batch)):
+            length = gen_length if with_fluency else 0
+            pre, fl_pre = _score(lm, group, batch_size, opening, length, seed)
+            for setting in settings:
+                edits = _apply(lm, group, hp, setting, stats, prefixes)
+                try:
+                    post, fl_post = _score(lm, group, batch_size, opening, length, seed)
+                finally:
+                    for e in reversed(edits):
+                        e.undo()
+                for j, record in enumerate(group):
+                    row = {
+                        "case_id": str(record.case_id),
+                        "layer": setting[-1],
+                        "subject": record.request.subject,
+                        "relation": record.relation,
+                        "prompt": record.request.text,
+                        "target_true": record.target_true,
+                        "target_new": record.request.target_new,
+                        **{f"{k}_pre": v for k, v in pre[j].items()},
+                        **{f"{k}_post": v for k, v in post[j].items()},
+                        "fluency_pre": fl_pre[j],
+                        "fluency_post": fl_post[j],
+                        **_edit_info(edits, j),
+                    }
+                    row["score_pre"] = _hmean([pre[j][m] for m in METRICS])
+                    row["score_post"] = _hmean([post[j][m] for m in METRICS])
+                    if grouped:
+                        row |= {"algorithm": hp.ALGORITHM.lower(), "layers": _key(setting), "batch": index,
+                                "batch_size": len(group)}  # fmt: skip
+                    rows.append(row)
+                if isinstance(edits[0], MemitEdit):
+                    info = edits[0].info
+                    diagnostics.append({"batch": index, "layers": setting, "records": len(group),
+                                        **{k: info[k] for k in ("z_gap", "z_gap_after", "update_norm")}})  # fmt: skip
+                bar.advance(len(group))
     results = pd.DataFrame(rows)
-    by_layer = {str(layer): summarise(results[results["layer"] == layer]) for layer in chosen}
-    first = by_layer[str(chosen[0])]
+    keys = [_key(setting) if grouped else str(setting[-1]) for setting in settings]
+    by_layer = {
+        key: summarise(results[results["layer"] == s[-1]]) for key, s in zip(keys, settings, strict=True)
+    }
+    first = by_layer[keys[0]]
     summary: dict[str, Any] = {
         **{name: first[name] for name in SUMMARY},
         "records": len(records),
-        "layers": chosen,
+        "layers": settings[0] if isinstance(hp, MemitHparams) else [s[-1] for s in settings],
         "by_layer": by_layer,
         "model": lm.describe(),
         "hparams": hp.to_dict(),
@@ -275,4 +298,83 @@ def evaluate(
         "stats_tokens": {str(k): v.n_tokens for k, v in stats.items()},
         "seconds": round(time.perf_counter() - start_time, 1),
     }
+    if grouped:
+        summary |= {"algorithm": hp.ALGORITHM.lower(), "batch": batch}
+    if diagnostics:
+        summary["memit"] = diagnostics
     return Evaluation(results, summary)
+
+
+def _score(
+    lm: LoadedModel, group: list[Record], batch_size: int, opening: Sequence[int], gen_length: int, seed: int
+) -> tuple[list[dict[str, float]], list[float]]:
+    """Each record's metrics and fluency (NaN with ``gen_length`` 0) on the model as it is now."""
+    metrics = [record_metrics(lm, record, batch_size, opening) for record in group]
+    seeds = [record_seed(seed, record.case_id) for record in group]
+    fluent = [
+        fluency(lm, record, gen_length, s, opening) if gen_length else float("nan")
+        for record, s in zip(group, seeds, strict=True)
+    ]
+    return metrics, fluent
+
+
+def _settings(lm: LoadedModel, hp: EditHparams, layers: Sequence[int] | None) -> list[list[int]]:
+    """What one record is edited with, in turn: ROME one layer each (a sweep), MEMIT one range."""
+    if isinstance(hp, MemitHparams):
+        chosen = hp.replace(layers=tuple(layers)) if layers else hp
+        return [[lm.adapter.check_layer(layer) for layer in chosen.resolve_layers(lm.n_layers)]]
+    single = list(layers) if layers else [hp.resolve_layer(lm.n_layers)]
+    return [[lm.adapter.check_layer(layer + lm.n_layers if layer < 0 else layer)] for layer in single]
+
+
+def _groups(records: Sequence[Record], size: int) -> Iterator[list[Record]]:
+    for start in range(0, len(records), size):
+        yield list(records[start : start + size])
+
+
+def _key(layers: Sequence[int]) -> str:
+    return ",".join(str(layer) for layer in layers)
+
+
+def _apply(
+    lm: LoadedModel,
+    group: list[Record],
+    hp: EditHparams,
+    layers: list[int],
+    stats: dict[int, Any],
+    prefixes: list[str],
+) -> list[Edit | MemitEdit]:
+    """The group's edits, computed and applied (undo them in reverse order)."""
+    if isinstance(hp, MemitHparams):
+        requests = [record.request for record in group]
+        return [memit(lm, requests, hp, layers=layers, stats=stats, prefixes=prefixes).apply()]
+    done: list[Edit | MemitEdit] = []
+    try:
+        for record in group:  # one after another: each on the model with the earlier ones
+            done.append(
+                rome(
+                    lm, record.request, hp, layer=layers[0], stats=stats.get(layers[0]), prefixes=prefixes
+                ).apply()
+            )
+    except BaseException:
+        for e in reversed(done):
+            e.undo()
+        raise
+    return done
+
+
+def _edit_info(edits: list[Edit | MemitEdit], j: int) -> dict[str, Any]:
+    """What the edit of the group's ``j``-th record reports: value-search steps, |delta|, P(new) it reached."""
+    if isinstance(edits[0], MemitEdit):
+        info = edits[0].info
+        return {
+            "steps": info["steps"][j],
+            "delta_norm": info["delta_norm"][j],
+            "p_new_optimised": info["p_new"][j],
+        }
+    info = edits[j].info
+    return {
+        "steps": info["steps"],
+        "delta_norm": info["delta_norm"],
+        "p_new_optimised": info["losses"][-1]["p_new"],
+    }

@@ -4,19 +4,24 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
 from neuronmap.edit.experiments.causal_trace import POSITION_CLASSES, FactTrace
 from neuronmap.errors import NeuronmapError
+from neuronmap.formats import FIGURE_FORMATS, check_figure_formats
 from neuronmap.models.output_hooks import KINDS
 
-FORMATS = ("png", "svg")
+if TYPE_CHECKING:  # matplotlib is imported only when figures are drawn
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
 _CMAPS = {"hidden": "Purples", "mlp": "Greens", "attn": "Reds"}
 _TITLES = {"hidden": "single restored layer", "mlp": "MLP, window", "attn": "attention, window"}
 
 
-def _figure(n_panels: int, rows: int):  # type: ignore[no-untyped-def]
+def _figure(n_panels: int, rows: int) -> Figure:
     try:
         from matplotlib.figure import Figure
     except ImportError:
@@ -24,10 +29,8 @@ def _figure(n_panels: int, rows: int):  # type: ignore[no-untyped-def]
     return Figure(figsize=(4.2 * n_panels, 0.9 + 0.28 * rows), layout="constrained")
 
 
-def _save(fig, stem: Path, formats: Sequence[str]) -> list[Path]:  # type: ignore[no-untyped-def]
-    bad = [f for f in formats if f not in FORMATS]
-    if bad:
-        raise NeuronmapError(f"figure formats are {', '.join(FORMATS)}, got {bad}")
+def _save(fig: Figure, stem: Path, formats: Sequence[str]) -> list[Path]:
+    check_figure_formats(formats, "figure formats")
     stem.parent.mkdir(parents=True, exist_ok=True)
     paths = []
     for fmt in formats:
@@ -38,8 +41,8 @@ def _save(fig, stem: Path, formats: Sequence[str]) -> list[Path]:  # type: ignor
 
 
 def _panel(
-    ax, grid: pd.DataFrame, kind: str, labels: list[str], title: str, colorbar_label: str, fig
-) -> None:  # type: ignore[no-untyped-def]
+    ax: Axes, grid: pd.DataFrame, kind: str, labels: list[str], title: str, colorbar_label: str, fig: Figure
+) -> None:
     image = ax.imshow(grid.to_numpy(), aspect="auto", cmap=_CMAPS[kind], interpolation="nearest")
     ax.set_yticks(range(len(labels)), labels, fontsize=8)
     ax.set_xlabel("layer")
@@ -47,7 +50,7 @@ def _panel(
     fig.colorbar(image, ax=ax, label=colorbar_label, shrink=0.8)
 
 
-def fact_heatmap(trace: FactTrace, stem: str | Path, formats: Sequence[str] = FORMATS) -> list[Path]:
+def fact_heatmap(trace: FactTrace, stem: str | Path, formats: Sequence[str] = FIGURE_FORMATS) -> list[Path]:
     """p(target) with each (position, layer) restored; subject tokens are starred."""
     kinds = [k for k in KINDS if k in set(trace.table["kind"])]
     fig = _figure(len(kinds), len(trace.tokens))
@@ -68,7 +71,7 @@ def fact_heatmap(trace: FactTrace, stem: str | Path, formats: Sequence[str] = FO
 
 
 def average_heatmap(
-    average: pd.DataFrame, stem: str | Path, n_facts: int, formats: Sequence[str] = FORMATS
+    average: pd.DataFrame, stem: str | Path, n_facts: int, formats: Sequence[str] = FIGURE_FORMATS
 ) -> list[Path]:
     """Average indirect effect by position class and layer, over a set of facts (ROME's figure 2)."""
     kinds = [k for k in KINDS if k in set(average["kind"])]

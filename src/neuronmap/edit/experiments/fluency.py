@@ -19,7 +19,10 @@ from collections.abc import Sequence
 from functools import cache
 
 import torch
+from transformers import GenerationMixin
 
+from neuronmap.errors import NeuronmapError
+from neuronmap.models.batching import pad
 from neuronmap.models.loader import LoadedModel
 
 NGRAMS = (2, 3)
@@ -74,7 +77,7 @@ def generate(
 ) -> list[str]:
     """Each prompt sampled on (:func:`generate_ids`), decoded and cleaned as ROME's ``generate_fast``."""
     rows = generate_ids(lm, prompts, gen_length, seed, top_k, opening)
-    return [clean(lm.tokenizer.decode(ids, skip_special_tokens=True)) for ids in rows]
+    return [clean(lm.decode(ids, skip_special_tokens=True)) for ids in rows]
 
 
 def generate_ids(
@@ -93,18 +96,17 @@ def generate_ids(
     prompt_ids = [list(tok(p, add_special_tokens=True)["input_ids"]) for p in prompts]
     budget = [max(1, gen_length - len(ids)) for ids in prompt_ids]
     encoded = [list(opening) + ids for ids in prompt_ids]
-    width = max(len(ids) for ids in encoded)
-    ids = torch.full((len(encoded), width), tok.pad_token_id, dtype=torch.long)
-    mask = torch.zeros((len(encoded), width), dtype=torch.long)
-    for row, e in enumerate(encoded):
-        ids[row, width - len(e) :] = torch.tensor(e)
-        mask[row, width - len(e) :] = 1
+    ids, mask = pad(encoded, tok.pad_token_id, lm.device, side="left")
+    width = ids.shape[1]
     devices = [lm.device] if lm.device.type == "cuda" else []
+    model = lm.model
+    if not isinstance(model, GenerationMixin):
+        raise NeuronmapError(f"fluency needs a model that generates text; {type(model).__name__} does not")
     with torch.random.fork_rng(devices=devices), torch.no_grad():
         torch.manual_seed(seed)
-        out = lm.model.generate(
-            input_ids=ids.to(lm.device),
-            attention_mask=mask.to(lm.device),
+        out = model.generate(
+            input_ids=ids,
+            attention_mask=mask,
             do_sample=True,
             top_k=top_k,
             top_p=1.0,

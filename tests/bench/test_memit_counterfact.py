@@ -1,0 +1,45 @@
+"""``python -m bench.memit_counterfact`` runs end to end on a tiny model and writes its result file."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from neuronmap.edit.hparams import MemitHparams, RomeHparams
+
+ROOT = Path(__file__).resolve().parents[2]
+CORPUS = "Paris is the capital of France.\nTokyo is the capital and most populous city of Japan.\n" * 4
+
+
+def test_memit_counterfact_on_a_tiny_model(tmp_path):
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text(CORPUS)
+    stats = {"mom2_corpus": str(corpus), "mom2_n_tokens": 100, "mom2_max_length": 32}
+    memit = MemitHparams(layers=(0,), v_num_grad_steps=2, context_template_length_params=((3, 1),), **stats)
+    rome = RomeHparams(layer=0, v_num_grad_steps=2, context_template_length_params=((3, 1),), mom2_ridge=1e-3,
+                       **stats)  # fmt: skip
+    for name, hp in (("memit", memit), ("rome", rome)):
+        (tmp_path / f"{name}.json").write_text(json.dumps(hp.to_dict()))
+    result = tmp_path / "result.json"
+    command = [
+        sys.executable, "-m", "bench.memit_counterfact", "--model", "tiny-gpt2", "--sizes", "1,2",
+        "--rome", "alone,sequential", "--memit-hparams", str(tmp_path / "memit.json"),
+        "--rome-hparams", str(tmp_path / "rome.json"), "--runs", str(tmp_path / "runs"), "--threads", "1",
+        "--result", str(result),
+    ]  # fmt: skip
+    env = {**os.environ, "NEURONMAP_CACHE": str(tmp_path / "cache")}
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, env=env, timeout=900)
+    assert done.returncode == 0, done.stderr
+    entries = json.loads(result.read_text())["entries"]
+    assert [e["records"] for e in entries] == [1, 2]
+    for e in entries:
+        for method in ("unedited", "memit", "rome_alone", "rome_sequential"):
+            assert {"efficacy", "paraphrase", "neighborhood", "score"} <= set(e[method])
+    # one record edited "one after another" is that record edited alone
+    assert entries[0]["rome_sequential"] == entries[0]["rome_alone"]
+    assert "| 2 | memit |" in done.stdout
+    again = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, env=env, timeout=900)
+    assert again.returncode == 0 and json.loads(result.read_text())["entries"][1]["memit_run"]["reused"]
