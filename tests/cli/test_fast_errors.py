@@ -144,3 +144,8 @@ def test_no_mistake_imports_a_heavy_library(folder):
                           timeout=300, cwd=folder, env=_env())  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout.strip().splitlines()[-1]) == []
+
+
+def test_the_readme_counts_these_mistakes():
+    readme = " ".join((Path(__file__).resolve().parents[2] / "README.md").read_text().split())
+    assert f"`tests/cli/test_fast_errors.py` runs {len(CASES)} such mistakes" in readme

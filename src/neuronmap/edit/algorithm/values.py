@@ -25,6 +25,7 @@ from neuronmap.edit.algorithm.request import Request
 from neuronmap.edit.hparams import EditHparams
 from neuronmap.edit.prompts import encode_fact, opening_ids, pad
 from neuronmap.edit.scoring import logits_at
+from neuronmap.models.batching import pad as pad_ids
 from neuronmap.models.loader import LoadedModel
 from neuronmap.models.output_hooks import OutputHooks, block_name, replay_blocks
 from neuronmap.progress import progress_bar
@@ -75,20 +76,16 @@ def _rows(
     ids, mask = pad(rewrite + kl, tok.pad_token_id, lm.device)
     k = max(len(e.target_ids) for e in rewrite)
     read = torch.zeros((len(rewrite) + len(kl), k), dtype=torch.long)
-    target_ids = torch.zeros((len(rewrite), k), dtype=torch.long)
-    target_mask = torch.zeros((len(rewrite), k), dtype=torch.bool)
+    target_ids, target_mask = pad_ids([e.target_ids for e in rewrite], 0)
     for row, e in enumerate(rewrite):
-        n = len(e.target_ids)
         read[row] = e.position  # padding slots read a real position; the mask drops them
-        read[row, :n] = torch.arange(e.position, e.position + n)
-        target_ids[row, :n] = torch.tensor(e.target_ids)
-        target_mask[row, :n] = True
+        read[row, : len(e.target_ids)] = torch.arange(e.position, e.position + len(e.target_ids))
     for row, e in enumerate(kl, start=len(rewrite)):
         read[row] = e.subject_last
     lookup = torch.tensor([e.subject_last for e in rewrite + kl])
     dev = lm.device
     return _Rows(
-        ids, mask, lookup.to(dev), read.to(dev), target_ids.to(dev), target_mask.to(dev), len(rewrite)
+        ids, mask, lookup.to(dev), read.to(dev), target_ids.to(dev), target_mask.bool().to(dev), len(rewrite)
     )
 
 
