@@ -5,12 +5,16 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from explore_fixtures import SCRIPT_END, XSS, write_large_map
 
 from neuronmap.explore.data import load_view
 from neuronmap.explore.page import write_page
+
+if TYPE_CHECKING:  # the browser tests skip where playwright is missing (conftest)
+    from playwright.sync_api import Locator
 
 
 def shown(token: str) -> str:
@@ -44,10 +48,10 @@ class Page:
         that merely exists may still be the previous cluster's."""
         self.click_and_wait_for_new("#nm-cluster-title", self.page.locator("#nm-map .point").nth(index))
 
-    def click_and_wait_for_new(self, title: str, target: object) -> None:
-        """Click ``target`` (a locator) and wait until the element ``title`` exists with another text than before."""
+    def click_and_wait_for_new(self, title: str, target: Locator) -> None:
+        """Click ``target`` and wait until the element ``title`` exists with another text than before."""
         before = self.page.evaluate("s => document.querySelector(s)?.textContent ?? null", title)
-        target.click(force=True)  # type: ignore[attr-defined]
+        target.click(force=True)
         self.page.wait_for_function(
             "([s, prev]) => { const t = document.querySelector(s); return t !== null && t.textContent !== prev; }",
             arg=[title, before],

@@ -74,9 +74,8 @@ def _rows(
     ]
     kl = [encode_fact(tok, prompt, request.subject, None, "", opening) for prompt in kl_prompts]
     ids, mask = pad(rewrite + kl, tok.pad_token_id, lm.device)
-    k = max(len(e.target_ids) for e in rewrite)
-    read = torch.zeros((len(rewrite) + len(kl), k), dtype=torch.long)
     target_ids, target_mask = pad_ids([e.target_ids for e in rewrite], 0)
+    read = torch.zeros((len(rewrite) + len(kl), target_ids.shape[1]), dtype=torch.long)
     for row, e in enumerate(rewrite):
         read[row] = e.position  # padding slots read a real position; the mask drops them
         read[row, : len(e.target_ids)] = torch.arange(e.position, e.position + len(e.target_ids))
