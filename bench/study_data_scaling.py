@@ -26,6 +26,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pyarrow.parquet as pq
+
 from bench.timing import run_timed
 
 HERE = Path(__file__).parent
@@ -66,7 +68,9 @@ def trace_stage(docs: int, runs: Path, threads: int, nice: int, old: dict[str, A
     run = runs / f"docs-{docs}"
     if (run / "contexts.parquet").is_file():
         return old.get("trace")
-    resumed = (run / "parts").is_dir()  # a resumed trace's time is its last stretch only
+    # a resumed trace's time is its last stretch only: the events already traced say how much that stretch did
+    done = [p.with_name("contexts" + p.name[6:]) for p in sorted((run / "parts").glob("scores-*.parquet"))]
+    before = sum(pq.read_metadata(p).num_rows for p in done)
     args = [
         "trace",
         *TRACE,
@@ -77,7 +81,7 @@ def trace_stage(docs: int, runs: Path, threads: int, nice: int, old: dict[str, A
         "--group-by",
         "pos",
     ]
-    return _child([*args, "--out", str(run)], nice) | {"resumed": resumed}
+    return _child([*args, "--out", str(run)], nice) | {"resumed": bool(done), "events_before": before}
 
 
 def map_stage(docs: int, runs: Path, null_samples: int, nice: int, old: dict[str, Any]) -> dict[str, Any]:

@@ -51,6 +51,7 @@ CASES = [
      "--max-memory takes a size"),
     ("causal-trace-unknown-dtype", ["causal-trace", "--out", "{d}/ct", "--dtype", "float8"], "unknown dtype"),
     ("stats-zero-threads", ["stats", "--threads", "0"], "--threads must be at least 1"),
+    ("stats-unknown-algorithm", ["stats", "--algorithm", "pmet"], "unknown edit algorithm 'pmet'"),
     ("edit-bad-save-as", ["edit", "--subject", "Rome", "--prompt", "{{}} is in", "--target-new", "Paris",
                           "--save-as", "zip"], "--save-as takes delta or model"),
     ("edit-model-path-missing", ["edit", "--subject", "Rome", "--prompt", "{{}} is in", "--target-new", "Paris",

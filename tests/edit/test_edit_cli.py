@@ -69,6 +69,17 @@ def test_stats_then_cached(run, corpus_file):
     assert second.returncode == 0 and second.stdout.count("(cached)") == 2
 
 
+def test_stats_takes_the_hparams_layers(run, corpus_file, tmp_path):
+    """Without --layer, the layers are those the hparams edit: MEMIT's range in one run, ROME's one layer."""
+    memit = tmp_path / "memit.json"
+    memit.write_text(json.dumps({"layers": [0, 1], "mom2_n_tokens": 40, "mom2_corpus": str(corpus_file)}))
+    proc = run("stats", "--model", "tiny-llama", "--algorithm", "memit", "--hparams", str(memit))
+    assert proc.returncode == 0, proc.stderr
+    assert "layer 0: 40 tokens" in proc.stdout and "layer 1: 40 tokens" in proc.stdout
+    rome = run("stats", "--model", "tiny-llama", "--corpus", str(corpus_file), "--tokens", "40")
+    assert rome.returncode == 0 and rome.stdout.count("layer ") == 1 and "layer 0: 40 tokens" in rome.stdout
+
+
 def test_edit_save_apply_and_eval(run, tmp_path, hparams_file):
     delta = tmp_path / "e.safetensors"
     common = ["--model", "tiny-gpt2", "--hparams", str(hparams_file)]

@@ -146,8 +146,9 @@ def stats_cmd(
     model: Model = "smollm2-135m",
     layer: Annotated[
         str | None,
-        typer.Option("--layer", help="Layer(s), comma-separated; default the ROME hparams' layer."),
+        typer.Option("--layer", help="Layer(s), comma-separated; default the hparams' layer(s)."),
     ] = None,
+    algorithm: Algorithm = "rome",
     corpus: Annotated[
         str | None, typer.Option(help="builtin:wiki, a .txt (one text a line) or .jsonl (field text) file.")
     ] = None,
@@ -162,14 +163,16 @@ def stats_cmd(
     dtype: Dtype = None,
     threads: Threads = None,
 ) -> None:
-    """Second-moment statistics E[k k^T] of a layer's neurons over a corpus (cached; ROME's C)."""
+    """Second-moment statistics E[k k^T] of a layer's neurons over a corpus (cached; ROME's and MEMIT's C)."""
     chosen = int_list(layer, "--layer")
+    from neuronmap.edit.hparams import check_algorithm, load_edit_hparams
+
+    check_algorithm(algorithm)
     lm = load_model_checked(model, device, dtype, threads)
-    from neuronmap.edit.hparams import load_hparams
     from neuronmap.edit.stats import second_moments
 
-    hp = load_hparams(hparams, model=lm.spec)
-    layers = chosen or [hp.resolve_layer(lm.n_layers)]
+    hp = load_edit_hparams(algorithm, hparams, model=lm.spec)
+    layers = chosen or hp.resolve_layers(lm.n_layers)
     found = second_moments(
         lm,
         layers,

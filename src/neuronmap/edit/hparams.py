@@ -163,6 +163,10 @@ class RomeHparams(_HparamsFile):
         assert self.relative_layer is not None
         return _relative(self.relative_layer, n_layers)
 
+    def resolve_layers(self, n_layers: int) -> list[int]:
+        """The edited layer as a list, as MEMIT's hparams give theirs."""
+        return [self.resolve_layer(n_layers)]
+
 
 def _relative(depth: float, n_layers: int) -> int:
     """The layer at ``depth`` (a fraction) of the model, never the last one (see ``resolve_layer``)."""

@@ -18,6 +18,7 @@ from safetensors.torch import save
 
 from neuronmap import __version__
 from neuronmap.edit.corpus import Corpus, load_corpus
+from neuronmap.edit.hparams import MemitHparams, RomeHparams
 from neuronmap.errors import NeuronmapError
 from neuronmap.models.batching import pad
 from neuronmap.models.hooks import NeuronHook
@@ -110,6 +111,20 @@ def second_moments(
 
 def second_moment(lm: LoadedModel, layer: int, **kwargs: object) -> SecondMoment:
     return second_moments(lm, [layer], **kwargs)[layer]  # type: ignore[arg-type]
+
+
+def hparams_moments(
+    lm: LoadedModel, hp: RomeHparams | MemitHparams, layers: list[int], progress: bool = True
+) -> dict[int, SecondMoment]:
+    """The statistics an edit's hparams ask for (their corpus, token count and text length), for ``layers``."""
+    return second_moments(
+        lm,
+        layers,
+        corpus=hp.mom2_corpus,
+        n_tokens=hp.mom2_n_tokens,
+        max_length=hp.mom2_max_length,
+        progress=progress,
+    )
 
 
 def _collect(

@@ -1,4 +1,5 @@
-"""Out-of-distribution scores and detection metrics, written from their definitions (tests compare with sklearn).
+"""Out-of-distribution scores and detection metrics (AUROC and FPR at a TPR from ``sklearn.metrics``; tests compare
+them with brute-force loops over pairs and thresholds).
 
 Scores are "higher = more in-distribution": the negative energy ``logsumexp(logits)`` and the maximum softmax
 probability (Hendrycks and Gimpel 2017). In-distribution is the positive class throughout.
@@ -8,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 from scipy.special import logsumexp, softmax
-from scipy.stats import rankdata
+from sklearn.metrics import roc_auc_score, roc_curve
 
 from neuronmap.errors import NeuronmapError
 
@@ -36,12 +37,14 @@ def _check(id_scores: np.ndarray, ood_scores: np.ndarray) -> tuple[np.ndarray, n
     return a, b
 
 
+def _labelled(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """In-distribution is the positive class."""
+    return np.r_[np.ones(len(a)), np.zeros(len(b))], np.r_[a, b]
+
+
 def auroc(id_scores: np.ndarray, ood_scores: np.ndarray) -> float:
     """Area under the ROC curve = P(id score > ood score) + 0.5 P(tie) (the Mann-Whitney statistic)."""
-    a, b = _check(id_scores, ood_scores)
-    ranks = rankdata(np.concatenate([a, b]))  # average ranks: ties count one half
-    u = ranks[: len(a)].sum() - len(a) * (len(a) + 1) / 2
-    return float(u / (len(a) * len(b)))
+    return float(roc_auc_score(*_labelled(*_check(id_scores, ood_scores))))
 
 
 def fpr_at_tpr(id_scores: np.ndarray, ood_scores: np.ndarray, tpr: float = 0.95) -> float:
@@ -53,11 +56,9 @@ def fpr_at_tpr(id_scores: np.ndarray, ood_scores: np.ndarray, tpr: float = 0.95)
     a, b = _check(id_scores, ood_scores)
     if not 0 < tpr <= 1:
         raise NeuronmapError(f"tpr must be in (0, 1], got {tpr}")
-    descending = np.sort(a)[::-1]
-    # k in-distribution scores must be >= t: t is the k-th largest; ties only add more.
-    k = int(np.ceil(tpr * len(a) - 1e-12))
-    threshold = descending[max(k, 1) - 1]
-    return float((b >= threshold).mean())
+    # thresholds fall, so the first point reaching ``tpr`` is the highest threshold that does
+    fprs, tprs, _ = roc_curve(*_labelled(a, b), drop_intermediate=False)
+    return float(fprs[np.searchsorted(tprs, tpr - 1e-12, side="left")])
 
 
 def detection_metrics(id_logits: np.ndarray, ood_logits: np.ndarray) -> dict[str, dict[str, float]]:

@@ -28,7 +28,7 @@ from neuronmap.edit.experiments.causal_trace import TraceSettings, subject_noise
 from neuronmap.edit.hparams import load_hparams
 from neuronmap.edit.prompts import opening_ids
 from neuronmap.edit.scoring import mean_logprobs
-from neuronmap.edit.stats import second_moments
+from neuronmap.edit.stats import hparams_moments
 from neuronmap.edit.window import check_prompts, check_request
 from neuronmap.errors import NeuronmapError
 from neuronmap.models.loader import LoadedModel, load_model
@@ -138,10 +138,7 @@ def study_editability(
         # 3. ROME at every sweep layer (statistics collected once per layer, cached), the flip norm at the default
         stats = {}
         if hp.mom2_adjustment:
-            stats = second_moments(
-                lm, sweep, corpus=hp.mom2_corpus, n_tokens=hp.mom2_n_tokens, max_length=hp.mom2_max_length,
-                progress=progress,
-            )  # fmt: skip
+            stats = hparams_moments(lm, hp, sweep, progress)
         setup = ed.EditSetup(hp, [""] if prefixes == "bare" else context_prefixes(lm, hp), stats, opening)
         sweep_rows, flips = _edit_all(lm, known, setup, sweep, edit_layer, flip_mode, flip_iters, progress)
         timings["edits"], clock = round(time.perf_counter() - clock, 1), time.perf_counter()

@@ -52,7 +52,11 @@ def bootstrap_ci(
     x: ArrayLike, y: ArrayLike, n_boot: int = 2000, seed: int = 0, level: float = LEVEL
 ) -> tuple[float, float]:
     """Percentile bootstrap interval of Spearman's rho, resampling (x, y) pairs (vectorised; resamples with a
-    constant side are left out)."""
+    constant side are left out).
+
+    By hand rather than ``scipy.stats.bootstrap``: a resample whose x or y is constant has no rank correlation,
+    and scipy's percentile interval turns NaN as soon as one resample is NaN (small studies with tied measures
+    draw such resamples); here they are left out."""
     a, b = _pairs(x, y)
     n = len(a)
     if n < MIN_PAIRS or np.ptp(a) == 0 or np.ptp(b) == 0:

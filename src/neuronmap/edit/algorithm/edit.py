@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import json
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import torch
 from safetensors import safe_open
@@ -29,7 +30,7 @@ from neuronmap.edit.algorithm.request import Request
 from neuronmap.edit.algorithm.values import compute_value
 from neuronmap.edit.hparams import RomeHparams, load_hparams
 from neuronmap.edit.prompts import opening_ids
-from neuronmap.edit.stats import SecondMoment, second_moment
+from neuronmap.edit.stats import SecondMoment, hparams_moments
 from neuronmap.edit.window import check_request
 from neuronmap.errors import NeuronmapError
 from neuronmap.models.loader import LoadedModel
@@ -39,9 +40,53 @@ if TYPE_CHECKING:
     from neuronmap.edit.algorithm.memit_edit import MemitEdit
 
 FORMAT = "neuronmap-rome-delta/1"
+_Self = TypeVar("_Self", bound="AppliedDelta")
 
 
-class Edit:
+class AppliedDelta(ABC):
+    """What ROME's and MEMIT's edits share: applied for a ``with`` block, and saved as safetensors whose JSON
+    metadata names the model, hparams and version beside each kind's own fields."""
+
+    lm: LoadedModel
+    hparams: Any
+    info: dict[str, Any]
+
+    @property
+    @abstractmethod
+    def applied(self) -> bool: ...
+
+    @abstractmethod
+    def apply(self: _Self) -> _Self: ...
+
+    @abstractmethod
+    def undo(self: _Self) -> _Self: ...
+
+    def __enter__(self: _Self) -> _Self:
+        return self.apply()
+
+    def __exit__(self, *exc: object) -> None:
+        if self.applied:
+            self.undo()
+
+    def _metadata(self, own: dict[str, Any]) -> dict[str, Any]:
+        return {
+            **own,
+            "model": self.lm.spec,
+            "weights_hash": self.lm.weights_hash,
+            "hparams": self.hparams.to_dict() if self.hparams else None,
+            # the wall-clock time stays in memory only, so the same edit saves to the same bytes
+            "info": {k: v for k, v in self.info.items() if k != "seconds"},
+            "neuronmap_version": __version__,
+        }
+
+    def _write(self, path: str | Path, tensors: dict[str, torch.Tensor], own: dict[str, Any]) -> Path:
+        path = Path(path)
+        meta = {"neuronmap": json.dumps(self._metadata(own), default=str)}
+        atomic_write_bytes(save({k: v.contiguous() for k, v in tensors.items()}, metadata=meta), path)
+        return path
+
+
+class Edit(AppliedDelta):
     """A rank-one update of layer ``layer``'s output projection: W_view += outer(left, right), where W_view is
     the (d_mlp, d_model) neuron-weights view (so outputs change by (left . k) * right). With ``left`` (d_mlp, r)
     and ``right`` (d_model, r), the rank-r update W_view += left @ right^T (outputs change by right @ left^T k)."""
@@ -130,39 +175,22 @@ class Edit:
                 f"layer {self.layer} changed since this edit was applied: undo the later edits first"
             )
 
-    def __enter__(self) -> Edit:
-        return self.apply()
-
-    def __exit__(self, *exc: object) -> None:
-        if self.applied:
-            self.undo()
-
     # -- files ----------------------------------------------------------------------------------------------
     def metadata(self) -> dict[str, Any]:
-        return {
-            "format": FORMAT,
-            "layer": self.layer,
-            "module": self.module_name,
-            "model": self.lm.spec,
-            "weights_hash": self.lm.weights_hash,
-            "request": self.request.to_dict() if self.request else None,
-            "hparams": self.hparams.to_dict() if self.hparams else None,
-            # the wall-clock time stays in memory only, so the same edit saves to the same bytes
-            "info": {k: v for k, v in self.info.items() if k != "seconds"},
-            "neuronmap_version": __version__,
-        }
+        return self._metadata(self._own())
+
+    def _own(self) -> dict[str, Any]:
+        request = self.request.to_dict() if self.request else None
+        return {"format": FORMAT, "layer": self.layer, "module": self.module_name, "request": request}
 
     def save(self, path: str | Path) -> Path:
         """Write the delta (left and right vectors, key and value) as safetensors with JSON metadata."""
-        path = Path(path)
         tensors = {"left": self.left, "right": self.right}
         if self.k_star is not None:
             tensors["k_star"] = self.k_star.detach().to(torch.float64).cpu()
         if self.v_star is not None:
             tensors["v_star"] = self.v_star.detach().to(torch.float64).cpu()
-        meta = {"neuronmap": json.dumps(self.metadata(), default=str)}
-        atomic_write_bytes(save({k: v.contiguous() for k, v in tensors.items()}, metadata=meta), path)
-        return path
+        return self._write(path, tensors, self._own())
 
     @classmethod
     def load(cls, path: str | Path, lm: LoadedModel) -> Edit:
@@ -267,14 +295,7 @@ def rome(
     k_mean = keys.mean(0)
     if hparams.mom2_adjustment:
         if stats is None:
-            stats = second_moment(
-                lm,
-                lay,
-                corpus=hparams.mom2_corpus,
-                n_tokens=hparams.mom2_n_tokens,
-                max_length=hparams.mom2_max_length,
-                progress=progress,
-            )
+            stats = hparams_moments(lm, hparams, [lay], progress)[lay]
         left = stats.solve(k_mean, hparams.mom2_ridge)
     else:
         left = k_mean.clone()

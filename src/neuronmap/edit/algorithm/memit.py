@@ -33,7 +33,7 @@ from neuronmap.edit.algorithm.request import Request
 from neuronmap.edit.algorithm.values import ValueResult, compute_value
 from neuronmap.edit.hparams import MemitHparams, load_memit_hparams
 from neuronmap.edit.prompts import encode_fact, opening_ids, pad
-from neuronmap.edit.stats import SecondMoment, second_moments
+from neuronmap.edit.stats import SecondMoment, hparams_moments
 from neuronmap.edit.window import check_request
 from neuronmap.errors import NeuronmapError
 from neuronmap.models.loader import LoadedModel
@@ -180,14 +180,5 @@ def _statistics(
             raise NeuronmapError(f"statistics of layer {st.layer} given for layer {layer}")
     missing = [layer for layer in layers if layer not in found]
     if missing:
-        found.update(
-            second_moments(
-                lm,
-                missing,
-                corpus=hp.mom2_corpus,
-                n_tokens=hp.mom2_n_tokens,
-                max_length=hp.mom2_max_length,
-                progress=progress,
-            )
-        )
+        found.update(hparams_moments(lm, hp, missing, progress))
     return found

@@ -7,25 +7,21 @@ every layer before restoring any, so a refused undo changes nothing.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import save
 
-from neuronmap import __version__
-from neuronmap.edit.algorithm.edit import Edit, check_made_for, read_delta
+from neuronmap.edit.algorithm.edit import AppliedDelta, Edit, check_made_for, read_delta
 from neuronmap.edit.algorithm.request import Request
 from neuronmap.edit.hparams import MemitHparams
 from neuronmap.errors import NeuronmapError
 from neuronmap.models.loader import LoadedModel
-from neuronmap.rundir import atomic_write_bytes
 
 FORMAT = "neuronmap-memit-delta/1"
 
 
-class MemitEdit:
+class MemitEdit(AppliedDelta):
     """The updates of ``layers`` (increasing) that write ``requests`` at once, with their targets ``zs`` (N, d_model):
     the residual stream wanted at the last layer, at each subject's last token."""
 
@@ -80,39 +76,23 @@ class MemitEdit:
             e.undo()
         return self
 
-    def __enter__(self) -> MemitEdit:
-        return self.apply()
-
-    def __exit__(self, *exc: object) -> None:
-        if self.applied:
-            self.undo()
-
     # -- files ----------------------------------------------------------------------------------------------
     def metadata(self) -> dict[str, Any]:
-        return {
-            "format": FORMAT,
-            "algorithm": "memit",
-            "layers": self.layers,
-            "modules": self.module_names,
-            "model": self.lm.spec,
-            "weights_hash": self.lm.weights_hash,
-            "requests": [r.to_dict() for r in self.requests],
-            "hparams": self.hparams.to_dict() if self.hparams else None,
-            "info": {k: v for k, v in self.info.items() if k != "seconds"},  # same edit, same bytes
-            "neuronmap_version": __version__,
-        }
+        return self._metadata(self._own())
+
+    def _own(self) -> dict[str, Any]:
+        requests = [r.to_dict() for r in self.requests]
+        return {"format": FORMAT, "algorithm": "memit", "layers": self.layers, "modules": self.module_names,
+                "requests": requests}  # fmt: skip
 
     def save(self, path: str | Path) -> Path:
         """Write each layer's left (d_mlp, N) and right (d_model, N) factors and the targets as safetensors."""
-        path = Path(path)
         tensors = {}
         for e in self.edits:
             tensors[f"left.{e.layer}"], tensors[f"right.{e.layer}"] = e.left, e.right
         if self.zs is not None:
             tensors["zs"] = self.zs
-        meta = {"neuronmap": json.dumps(self.metadata(), default=str)}
-        atomic_write_bytes(save({k: v.contiguous() for k, v in tensors.items()}, metadata=meta), path)
-        return path
+        return self._write(path, tensors, self._own())
 
     @classmethod
     def load(cls, path: str | Path, lm: LoadedModel) -> MemitEdit:

@@ -37,7 +37,7 @@ from neuronmap.edit.experiments.fluency import generate, ngram_entropy, record_s
 from neuronmap.edit.hparams import EditHparams, MemitHparams, RomeHparams, check_batch, load_edit_hparams
 from neuronmap.edit.prompts import opening_ids
 from neuronmap.edit.scoring import mean_logprobs
-from neuronmap.edit.stats import second_moments
+from neuronmap.edit.stats import hparams_moments
 from neuronmap.edit.window import check_fits, check_prompts, check_request, token_count
 from neuronmap.errors import NeuronmapError
 from neuronmap.models.loader import LoadedModel
@@ -233,14 +233,7 @@ def evaluate(
     opening = opening_ids(lm.tokenizer, hp.document_start)
     stats: dict[int, Any] = {}
     if hp.mom2_adjustment:
-        stats = second_moments(
-            lm,
-            edited,
-            corpus=hp.mom2_corpus,
-            n_tokens=hp.mom2_n_tokens,
-            max_length=hp.mom2_max_length,
-            progress=progress,
-        )
+        stats = hparams_moments(lm, hp, edited, progress)
     grouped = isinstance(hp, MemitHparams) or batch > 1  # rows and summary say how records were edited
     rows, diagnostics = [], []
     total = len(records) * len(settings)
