@@ -158,3 +158,81 @@ def test_summarise_harmonic_mean():
         }
     )
     assert summarise(rows)["score"]["edited"] == pytest.approx(3 / (1 + 2 + 2))
+
+
+class Stopped(Exception):
+    pass
+
+
+def _stop_at_group(monkeypatch, n: int, calls: list[int]) -> None:
+    """Count the groups edited; the ``n``-th (from 1) raises, once, as a kill would stop the run there."""
+    from neuronmap.edit.experiments import evaluate as module
+
+    real, stopped = module._apply, []
+
+    def apply(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == n and not stopped:
+            stopped.append(1)
+            raise Stopped
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(module, "_apply", apply)
+
+
+@pytest.mark.parametrize("algorithm", ["rome", "memit"])
+def test_a_stopped_evaluation_resumes_to_the_uninterrupted_rows(fresh, small_hparams, tmp_path, monkeypatch,
+                                                               algorithm):  # fmt: skip
+    """Groups done before a stop are read back, not edited again, and the run ends with an uninterrupted run's
+    tables; MEMIT's per-group diagnostics come back too."""
+    import json
+
+    import pandas as pd
+
+    from neuronmap.edit.api import run_eval
+
+    lm = fresh("tiny-gpt2")
+    hp = tmp_path / "hp.json"
+    fields = small_hparams.to_dict() if algorithm == "rome" else {"layers": [0], "mom2_adjustment": False}
+    hp.write_text(json.dumps({k: v for k, v in fields.items() if k != "source"}))
+    options = {"facts": LITE, "limit": 3, "hparams": str(hp), "gen_length": 8, "progress": False,
+               "algorithm": algorithm}  # fmt: skip
+    run_eval(tmp_path / "whole", lm, **options)
+    calls: list[int] = []
+    _stop_at_group(monkeypatch, 3, calls)
+    with pytest.raises(Stopped):
+        run_eval(tmp_path / "stopped", lm, **options)
+    assert sorted(p.name for p in (tmp_path / "stopped" / "parts").glob("*.parquet")) == [
+        "group-00000.parquet", "group-00001.parquet"]  # fmt: skip
+    run = json.loads((tmp_path / "stopped" / "run.json").read_text())
+    assert run["stages"]["edit_eval"]["status"] == "running"
+    calls.clear()
+    run_eval(tmp_path / "stopped", lm, **options)
+    assert len(calls) == 1  # only the third group was edited again
+    assert not (tmp_path / "stopped" / "parts").exists()
+    whole, resumed = (pd.read_parquet(tmp_path / d / "results.parquet") for d in ("whole", "stopped"))
+    pd.testing.assert_frame_equal(whole, resumed)
+    summaries = [json.loads((tmp_path / d / "summary.json").read_text()) for d in ("whole", "stopped")]
+    assert [{k: v for k, v in s.items() if k not in ("seconds", "timing")} for s in summaries] == [
+        {k: v for k, v in summaries[0].items() if k not in ("seconds", "timing")}] * 2  # fmt: skip
+    if algorithm == "memit":
+        assert [d["batch"] for d in summaries[1]["memit"]] == [0, 1, 2]
+
+
+def test_a_stopped_evaluation_with_other_settings_starts_again(fresh, small_hparams, tmp_path, monkeypatch):
+    """The rows depend on more than the recorded parameters: another fluency length starts anew."""
+    import json
+
+    from neuronmap.edit.api import run_eval
+
+    lm = fresh("tiny-gpt2")
+    hp = tmp_path / "hp.json"
+    hp.write_text(json.dumps({k: v for k, v in small_hparams.to_dict().items() if k != "source"}))
+    options = {"facts": LITE, "limit": 2, "hparams": str(hp), "progress": False}
+    calls: list[int] = []
+    _stop_at_group(monkeypatch, 2, calls)
+    with pytest.raises(Stopped):
+        run_eval(tmp_path / "ev", lm, gen_length=8, **options)
+    calls.clear()
+    summary = run_eval(tmp_path / "ev", lm, gen_length=6, **options)
+    assert len(calls) == 2 and summary["fluency_length"] == 6

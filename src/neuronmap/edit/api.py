@@ -6,6 +6,8 @@ holds the stage's record, as the trace stage's does.
 
 from __future__ import annotations
 
+import json
+import shutil
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -16,7 +18,7 @@ import pandas as pd
 from neuronmap.edit.dsets import Fact, load_facts, load_records
 from neuronmap.errors import NeuronmapError
 from neuronmap.models.loader import LoadedModel
-from neuronmap.rundir import RunDir, atomic_write_json, atomic_write_parquet, stage
+from neuronmap.rundir import RunDir, atomic_write_json, atomic_write_parquet, json_text, stage
 
 NOISE_FACTS = "builtin:facts"
 
@@ -255,19 +257,6 @@ def run_eval(
     hp = load_edit_hparams(algorithm, hparams, model=lm.spec)
     if layers:
         lm.adapter.resolve_layers(list(layers))  # a clear error before any work
-    result = evaluate(
-        lm,
-        records,
-        hp,
-        batch=batch,
-        layers=layers,
-        with_fluency=with_fluency,
-        gen_length=gen_length,
-        seed=seed,
-        progress=progress,
-        source=facts,
-        max_memory=max_memory,
-    )
     out = Path(out)
     params = {
         "facts": facts,
@@ -279,7 +268,38 @@ def run_eval(
     }
     if algorithm != "rome" or batch != 1:  # a ROME run's record stays as it was before MEMIT
         params |= {"algorithm": algorithm, "batch": batch}
-    with stage(RunDir(out), "edit_eval", params) as st:
+    # what else decides the rows: a killed run resumes only when all of it is as it was
+    setting = {"hparams": hp.to_dict(), "fluency_length": gen_length if with_fluency else None}
+    parts = out / "parts"
+    with stage(RunDir(out), "edit_eval", params, resumable=True) as st:
+        before, stored = (
+            st.previous or {},
+            json.loads(json_text({"setting": setting, "model": lm.describe()})),
+        )
+        resumes = before.get("status") == "running" and not st.changes()
+        resumes = resumes and all(before.get(k) == v for k, v in stored.items())
+
+        def start() -> None:
+            if not resumes:
+                shutil.rmtree(parts, ignore_errors=True)
+            parts.mkdir(parents=True, exist_ok=True)
+            st.start(model=lm.describe(), setting=setting)
+
+        result = evaluate(
+            lm,
+            records,
+            hp,
+            batch=batch,
+            layers=layers,
+            with_fluency=with_fluency,
+            gen_length=gen_length,
+            seed=seed,
+            progress=progress,
+            source=facts,
+            max_memory=max_memory,
+            parts=parts,
+            on_start=start,
+        )
         atomic_write_parquet(result.results, out / "results.parquet")
         summary = {**result.summary, "facts": facts, "limit": limit, "offset": offset}
         atomic_write_json(_timed(summary), out / "summary.json")
@@ -288,6 +308,7 @@ def run_eval(
             model=lm.describe(),
             summary={k: summary[k] for k in ("efficacy", "paraphrase", "neighborhood", "score", "fluency")},
         )
+        shutil.rmtree(parts, ignore_errors=True)
     return summary
 
 

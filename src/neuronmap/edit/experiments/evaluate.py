@@ -16,14 +16,20 @@ P is exp(mean log-probability per target token), as in ROME's code. With ``docum
 every prompt (scored or sampled) opens a document, as the edit itself saw it. Several ``layers`` make a ROME layer sweep: each
 record is edited at each layer, sharing the unedited scores, the prefixes and one pass of statistics; for MEMIT
 they are the range it edits together.
+
+Given ``parts`` (a folder), each group's rows are written there as it is done, and a group whose part is found is
+read instead of edited again: a killed evaluation resumes where it stopped, with the rows an uninterrupted one
+gives (fluency is seeded per record, not by position in the run).
 """
 
 from __future__ import annotations
 
+import json
 import statistics
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -43,6 +49,7 @@ from neuronmap.errors import NeuronmapError
 from neuronmap.models.loader import LoadedModel
 from neuronmap.models.memory import Budget, format_bytes, memory_budget
 from neuronmap.progress import progress_bar
+from neuronmap.rundir import atomic_write_json, atomic_write_parquet
 
 METRICS = ("efficacy", "paraphrase", "neighborhood")
 SUMMARY = (
@@ -210,12 +217,16 @@ def evaluate(
     progress: bool = True,
     source: str = "records",
     max_memory: str | int | None = None,
+    parts: Path | None = None,
+    on_start: Callable[[], None] | None = None,
 ) -> Evaluation:
     """Edit the records (``batch`` at a time; with ROME at each of ``layers``, default the hparams' layer; with
     MEMIT over the range ``layers``, default the hparams') and score them before and after. ``algorithm`` names
     the hparams file when ``hparams`` is not an hparams object. Every record is checked against the model's window
     and ``max_memory`` first (``source`` names the records in those messages); the scoring batches shrink below
-    ``batch_size`` where they would not fit."""
+    ``batch_size`` where they would not fit. ``parts``: a folder where each group's rows are kept as they are done
+    and read back on a rerun (see the module docstring); ``on_start`` is called once the checks have passed,
+    before the first edit."""
     start_time = time.perf_counter()
     if isinstance(hparams, RomeHparams | MemitHparams):
         hp: EditHparams = hparams
@@ -235,10 +246,20 @@ def evaluate(
     if hp.mom2_adjustment:
         stats = hparams_moments(lm, hp, edited, progress)
     grouped = isinstance(hp, MemitHparams) or batch > 1  # rows and summary say how records were edited
-    rows, diagnostics = [], []
+    rows: list[dict[str, Any]] = []
+    diagnostics: list[dict[str, Any]] = []
+    if on_start is not None:
+        on_start()
     total = len(records) * len(settings)
     with progress_bar("edit-eval", total=total, unit="edit", enabled=progress) as bar:
         for index, group in enumerate(_groups(records, batch)):
+            part = None if parts is None else parts / f"group-{index:05d}.parquet"
+            if part is not None and part.is_file():
+                rows += pd.read_parquet(part).to_dict("records")
+                diagnostics += json.loads(part.with_suffix(".json").read_text())
+                bar.skip(len(group) * len(settings))
+                continue
+            done, found = len(rows), len(diagnostics)
             length = gen_length if with_fluency else 0
             pre, fl_pre = _score(lm, group, batch_size, opening, length, seed)
             for setting in settings:
@@ -274,6 +295,10 @@ def evaluate(
                     diagnostics.append({"batch": index, "layers": setting, "records": len(group),
                                         **{k: info[k] for k in ("z_gap", "z_gap_after", "update_norm")}})  # fmt: skip
                 bar.advance(len(group))
+            if part is not None:  # the parquet last: its presence marks the group done
+                atomic_write_json(diagnostics[found:], part.with_suffix(".json"))
+                atomic_write_parquet(pd.DataFrame(rows[done:]), part)
+                rows[done:] = pd.read_parquet(part).to_dict("records")  # as a resumed run reads them
     results = pd.DataFrame(rows)
     keys = [_key(setting) if grouped else str(setting[-1]) for setting in settings]
     by_layer = {
