@@ -7,15 +7,16 @@ records and prompts:
 
 - **unedited**: the model before any edit (the ``_pre`` columns of the MEMIT run);
 - **ROME, one at a time** (``--rome alone``, the default): each record edited alone on the original weights and
-  undone (``neuronmap edit-eval``, the README's protocol); one run over the largest N serves every size, since a
-  record's result does not depend on the others;
+  undone (``neuronmap edit-eval``, the README's protocol), in runs of ``--chunk`` records (``rome-alone/OFFSET``)
+  that every size shares, since a record's result does not depend on the others: measuring 100 after 10 edits
+  the 90 new records only;
 - **ROME, one after another** (``--rome sequential``, opt-in): the N records edited in turn into the same model
   (``--batch N``), each on the weights the earlier ones left, then scored together: ROME used as a mass editor.
 
 Reported per size and method: efficacy (ES), paraphrase (PS) and neighbourhood (NS) success, their magnitudes,
 the score (harmonic mean) and, with ``--fluency``, fluency. Each run is a child process (the CLI a user runs),
 timed with its peak memory (``bench.timing.run_timed``); a run whose folder already holds ``results.parquet`` is
-read, not redone. Results go to ``bench/results/memit_counterfact.json`` (``--result``) and a table is printed.
+read, not redone, and a run stopped half-way resumes (``edit-eval`` keeps its records as they are done). Results go to ``bench/results/memit_counterfact.json`` (``--result``) and a table is printed.
 """
 
 from __future__ import annotations
@@ -79,9 +80,13 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     entries = []
     alone_rows = None
     if "alone" in modes:
-        out = args.runs / f"rome-alone-{max(sizes)}"
-        alone_run = child([*common, *rome_args, "--limit", str(max(sizes))], out, args.nice)
-        alone_rows = pd.read_parquet(out / "results.parquet")
+        chunks = []
+        for offset in range(0, max(sizes), args.chunk):
+            out = args.runs / "rome-alone" / str(offset)
+            chunk = ["--offset", str(offset), "--limit", str(min(args.chunk, max(sizes) - offset))]
+            chunks.append(child([*common, *rome_args, *chunk], out, args.nice))
+            alone_rows = pd.concat([alone_rows, pd.read_parquet(out / "results.parquet")], ignore_index=True)
+        alone_run = {"chunks": chunks, "chunk": args.chunk}
     for n in sizes:
         out = args.runs / f"memit-{n}"
         run = child([*common, *memit_args, "--batch", str(n), "--limit", str(n)], out, args.nice)
@@ -136,6 +141,7 @@ def main() -> None:
     parser.add_argument("--memit-hparams", default=None, help="default: the model's hparams/memit file")
     parser.add_argument("--rome-hparams", default=None, help="default: the model's hparams file")
     parser.add_argument("--rome", default="alone", help="ROME baselines: alone, sequential, or both")
+    parser.add_argument("--chunk", type=int, default=10, help="records per ROME-alone run (shared by sizes)")
     parser.add_argument("--fluency", action="store_true", help="also sample generations for fluency (slow)")
     parser.add_argument("--runs", type=Path, default=Path("runs/memit-counterfact"), help="where the runs go")
     parser.add_argument("--threads", type=int, default=2, help="torch threads of the runs")

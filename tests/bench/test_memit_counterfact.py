@@ -28,7 +28,7 @@ def test_memit_counterfact_on_a_tiny_model(tmp_path):
         sys.executable, "-m", "bench.memit_counterfact", "--model", "tiny-gpt2", "--sizes", "1,2",
         "--rome", "alone,sequential", "--memit-hparams", str(tmp_path / "memit.json"),
         "--rome-hparams", str(tmp_path / "rome.json"), "--runs", str(tmp_path / "runs"), "--threads", "1",
-        "--result", str(result),
+        "--result", str(result), "--chunk", "1",
     ]  # fmt: skip
     env = {**os.environ, "NEURONMAP_CACHE": str(tmp_path / "cache")}
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, env=env, timeout=900)
@@ -41,5 +41,8 @@ def test_memit_counterfact_on_a_tiny_model(tmp_path):
     # one record edited "one after another" is that record edited alone
     assert entries[0]["rome_sequential"] == entries[0]["rome_alone"]
     assert "| 2 | memit |" in done.stdout
+    # ROME alone ran in chunks of one record, which both sizes share
+    assert sorted(p.name for p in (tmp_path / "runs" / "rome-alone").iterdir()) == ["0", "1"]
+    assert [c["reused"] for c in entries[1]["rome_alone_run"]["chunks"]] == [False, False]
     again = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, env=env, timeout=900)
     assert again.returncode == 0 and json.loads(result.read_text())["entries"][1]["memit_run"]["reused"]
