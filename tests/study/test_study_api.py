@@ -224,3 +224,58 @@ def test_keep_rank_with_an_impossible_floor_studies_nothing(tmp_path, hparams_fi
         study_editability(lm, "builtin:facts", tmp_path / "s", keep="rank", min_p=2.0, progress=False)
     with pytest.raises(NeuronmapError, match="--keep takes known, rank, all"):
         study_editability(lm, "builtin:facts", tmp_path / "s", keep="top", progress=False)
+
+
+class Stopped(Exception):
+    pass
+
+
+def test_a_stopped_study_resumes_from_the_facts_done(tmp_path, hparams_file, monkeypatch):
+    """Stopped during the edits of its third fact, the study keeps the traces and edits done; run again it
+    traces and edits only the facts not done and writes an uninterrupted run's tables. Another setting starts
+    again."""
+    from neuronmap.models.loader import load_model
+    from neuronmap.study import api, profiles, study_editability
+
+    lm = load_model("tiny-gpt2", dtype="float64")
+    options = {"limit": 4, "hparams": str(hparams_file), "keep": "all", "n_boot": 100, "flip_iters": 2,
+               "samples": 2, "formats": (), "progress": False}  # fmt: skip
+    study_editability(lm, "builtin:facts", tmp_path / "whole", **options)
+    calls: dict[str, list[int]] = {"trace": [], "edit": []}
+    real_trace, real_edit = profiles._trace_one, api._edit_one
+
+    def trace(lm, f, *args):
+        calls["trace"].append(f.fact_id)
+        return real_trace(lm, f, *args)
+
+    def edit(lm, f, *args):
+        calls["edit"].append(f.fact_id)
+        if len(calls["edit"]) == 3 and not calls.get("stopped"):
+            calls["stopped"] = [1]
+            raise Stopped
+        return real_edit(lm, f, *args)
+
+    monkeypatch.setattr(profiles, "_trace_one", trace)
+    monkeypatch.setattr(api, "_edit_one", edit)
+    out = tmp_path / "stopped"
+    with pytest.raises(Stopped):
+        study_editability(lm, "builtin:facts", out, **options)
+    assert json.loads((out / "run.json").read_text())["stages"]["study"]["status"] == "running"
+    facts = calls["trace"][:]
+    assert len(facts) == 4 and len(list((out / "parts").glob("edits-*.parquet"))) == 2
+    calls["trace"].clear(), calls["edit"].clear()
+    study_editability(lm, "builtin:facts", out, **options)
+    assert calls == {"trace": [], "edit": facts[2:], "stopped": [1]}
+    assert not (out / "parts").exists()
+    for table in ("profiles", "sweep", "facts", "correlations"):
+        assert (out / f"{table}.parquet").read_bytes() == (
+            tmp_path / "whole" / f"{table}.parquet"
+        ).read_bytes()
+    # the same folder with another number of noise samples: nothing is kept
+    with pytest.raises(Stopped):
+        calls.pop("stopped")
+        calls["edit"] = [0, 0]  # the next edit is the third call: stop there again
+        study_editability(lm, "builtin:facts", out, **{**options, "samples": 3})
+    calls["trace"].clear(), calls["edit"].clear()
+    study_editability(lm, "builtin:facts", out, **options)
+    assert len(calls["trace"]) == 4 and len(calls["edit"]) == 4

@@ -18,7 +18,7 @@ import pandas as pd
 from neuronmap.edit.dsets import Fact, load_facts, load_records
 from neuronmap.errors import NeuronmapError
 from neuronmap.models.loader import LoadedModel
-from neuronmap.rundir import RunDir, atomic_write_json, atomic_write_parquet, json_text, stage
+from neuronmap.rundir import RunDir, atomic_write_json, atomic_write_parquet, stage, start_with_parts
 
 NOISE_FACTS = "builtin:facts"
 
@@ -169,7 +169,6 @@ def _subject_std(lm: LoadedModel, source: str) -> float:
     """Std of the subject embeddings of a fact set, cached per model and set (the built-in set takes half a
     minute to build from countryinfo; a file is keyed by its content)."""
     import hashlib
-    import json
 
     from neuronmap.edit.experiments.causal_trace import subject_noise_std
     from neuronmap.models.registry import cache_root
@@ -268,23 +267,11 @@ def run_eval(
     }
     if algorithm != "rome" or batch != 1:  # a ROME run's record stays as it was before MEMIT
         params |= {"algorithm": algorithm, "batch": batch}
-    # what else decides the rows: a killed run resumes only when all of it is as it was
-    setting = {"hparams": hp.to_dict(), "fluency_length": gen_length if with_fluency else None}
+    # what else decides the rows: a stopped run resumes only when all of it is as it was
+    setting = {"hparams": hp.to_dict(), "fluency_length": gen_length if with_fluency else None,
+               "model": lm.describe()}  # fmt: skip
     parts = out / "parts"
     with stage(RunDir(out), "edit_eval", params, resumable=True) as st:
-        before, stored = (
-            st.previous or {},
-            json.loads(json_text({"setting": setting, "model": lm.describe()})),
-        )
-        resumes = before.get("status") == "running" and not st.changes()
-        resumes = resumes and all(before.get(k) == v for k, v in stored.items())
-
-        def start() -> None:
-            if not resumes:
-                shutil.rmtree(parts, ignore_errors=True)
-            parts.mkdir(parents=True, exist_ok=True)
-            st.start(model=lm.describe(), setting=setting)
-
         result = evaluate(
             lm,
             records,
@@ -298,7 +285,7 @@ def run_eval(
             source=facts,
             max_memory=max_memory,
             parts=parts,
-            on_start=start,
+            on_start=lambda: start_with_parts(st, parts, setting),
         )
         atomic_write_parquet(result.results, out / "results.parquet")
         summary = {**result.summary, "facts": facts, "limit": limit, "offset": offset}

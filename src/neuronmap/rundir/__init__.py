@@ -33,6 +33,7 @@ from neuronmap.rundir.names import (
     SCORES,
     SENSES,
 )
+from neuronmap.rundir.parts import kept, start_with_parts
 from neuronmap.rundir.run import RunDir, run_format
 from neuronmap.rundir.stage import Stage, record_views, stage, utc_now
 
@@ -57,11 +58,13 @@ __all__ = [
     "atomic_write_text",
     "concat_parquet",
     "json_text",
+    "kept",
     "parquet_writer",
     "read_parquet",
     "record_views",
     "run_format",
     "stage",
+    "start_with_parts",
     "sweep_stale",
     "utc_now",
     "write_error",

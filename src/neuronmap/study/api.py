@@ -8,14 +8,19 @@ subject token, ROME's convention (columns ending ``_last``); the statistics use 
 them), and the flip norm at the default layer. Then the statistics and the report. Everything written goes
 through ``neuronmap.rundir``'s atomic writers; ``run.json`` records the parameters, so a run is reproducible from it.
 Wall-clock time is kept in one field, ``timing`` of the summary (``summary.json`` and the stage in ``run.json``):
-the tables, the report and the figures are the same bytes on every run, and a killed run started again redoes
-the study and ends with the files of an uninterrupted one.
+the tables, the report and the figures are the same bytes on every run. Each fact's causal trace and edits are
+kept in ``parts/`` as they are done, so a killed run started again with the same setting goes on from there
+(the attribution, a minute or two, is redone) and ends with the files of an uninterrupted one.
 """
 
 from __future__ import annotations
 
+import hashlib
+import shutil
 import time
 from collections.abc import Sequence
+from dataclasses import asdict
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +38,15 @@ from neuronmap.edit.window import check_prompts, check_request
 from neuronmap.errors import NeuronmapError
 from neuronmap.models.loader import LoadedModel, load_model
 from neuronmap.progress import progress_bar
-from neuronmap.rundir import RunDir, atomic_write_json, atomic_write_parquet, stage
+from neuronmap.rundir import (
+    RunDir,
+    atomic_write_json,
+    atomic_write_parquet,
+    json_text,
+    kept,
+    stage,
+    start_with_parts,
+)
 from neuronmap.study import editability as ed
 from neuronmap.study import report, shape
 from neuronmap.study import stats as st
@@ -108,7 +121,7 @@ def study_editability(
             lm, hp, [p for p, _ in f.neighbours], targets, where, "a neighbourhood prompt with its target"
         )
     out = Path(out)
-    with stage(RunDir(out), "study") as rec:
+    with stage(RunDir(out), "study", resumable=True) as rec:
         # 1. neuron attribution at each subject token; the model's knowledge of each fact
         timings: dict[str, float] = {}
         clock = time.perf_counter()
@@ -133,14 +146,25 @@ def study_editability(
             document_start=hp.document_start,
             positions="subject",
         )
-        profiles, corrupted = causal_profiles(lm, known, settings, progress=progress)
+        # each fact's trace and edits are kept as they are done: a stopped study resumes (same setting only)
+        parts = out / "parts"
+        start_with_parts(rec, parts, {
+            "model": lm.describe(),
+            "facts": hashlib.sha256(json_text([asdict(f) for f in known]).encode()).hexdigest(),
+            "trace": asdict(settings),
+            "edits": {"hparams": hp.to_dict(), "sweep": sweep, "edit_layer": edit_layer, "prefixes": prefixes,
+                      "flip": [flip_mode, flip_iters]},
+        })  # fmt: skip
+        profiles, corrupted = causal_profiles(lm, known, settings, progress=progress, parts=parts)
         timings["causal_trace"], clock = round(time.perf_counter() - clock, 1), time.perf_counter()
         # 3. ROME at every sweep layer (statistics collected once per layer, cached), the flip norm at the default
         stats = {}
         if hp.mom2_adjustment:
             stats = hparams_moments(lm, hp, sweep, progress)
         setup = ed.EditSetup(hp, [""] if prefixes == "bare" else context_prefixes(lm, hp), stats, opening)
-        sweep_rows, flips = _edit_all(lm, known, setup, sweep, edit_layer, flip_mode, flip_iters, progress)
+        sweep_rows, flips = _edit_all(
+            lm, known, setup, sweep, edit_layer, (flip_mode, flip_iters), progress, parts
+        )
         timings["edits"], clock = round(time.perf_counter() - clock, 1), time.perf_counter()
         # 4. tables (written first: the measurements outlive a failure below), statistics, report
         atomic_write_parquet(profiles, out / "profiles.parquet")
@@ -218,6 +242,7 @@ def study_editability(
         tables = ("profiles", "sweep", "facts", "facts_unknown", "correlations")
         rec.wrote(*(f"{t}.parquet" for t in tables), "summary.json", *summary["report"], *summary["figures"])
         rec.finish(model=lm.describe(), summary=summary)
+        shutil.rmtree(parts, ignore_errors=True)
     # the caller gets whole paths (the files keep them relative to ``out``) and the run time, as other stages give it
     return {
         **summary,
@@ -233,26 +258,47 @@ def _edit_all(
     setup: ed.EditSetup,
     sweep: Sequence[int],
     edit_layer: int,
-    flip_mode: str,
-    flip_iters: int,
+    flip: tuple[str, int],
     progress: bool,
+    parts: Path | None = None,
 ) -> tuple[list[dict[str, Any]], dict[int, tuple[float, str]]]:
+    """Each fact edited at each sweep layer, and its flip norm at ``edit_layer`` (``flip``: mode, iterations);
+    each fact's edits kept in ``parts`` as they are done (``rundir.kept``)."""
     rows, flips = [], {}
     with progress_bar("edits", total=len(facts) * len(sweep), unit="edit", enabled=progress) as bar:
         for f in facts:
-            pre = ed.probabilities(lm, f, setup.opening)
-            for layer in sweep:
-                edit = setup.edit(lm, f, layer)
-                with edit:
-                    post = ed.probabilities(lm, f, setup.opening)
-                row = {"fact_id": f.fact_id, "layer": layer, **ed.edit_scores(pre, post)}
-                row["delta_rel"] = ed.relative_delta(edit)
-                row["steps"] = edit.info["steps"]
-                if layer == edit_layer:
-                    flips[f.fact_id] = ed.flip_norm(lm, f, setup, layer, edit, flip_mode, flip_iters)
-                rows.append(row)
-                bar.advance()
+            part = None if parts is None else parts / f"edits-{f.fact_id:05d}.parquet"
+            if part is not None and part.is_file():
+                bar.skip(len(sweep))
+            table, (norm, status) = kept(part, partial(_edit_one, lm, f, setup, sweep, edit_layer, flip, bar))
+            rows += table.to_dict("records")
+            flips[f.fact_id] = (norm, status)
     return rows, flips
+
+
+def _edit_one(
+    lm: LoadedModel,
+    f: StudyFact,
+    setup: ed.EditSetup,
+    sweep: Sequence[int],
+    edit_layer: int,
+    flip: tuple[str, int],
+    bar: Any,
+) -> tuple[pd.DataFrame, tuple[float, str]]:
+    rows = []
+    pre = ed.probabilities(lm, f, setup.opening)
+    for layer in sweep:
+        edit = setup.edit(lm, f, layer)
+        with edit:
+            post = ed.probabilities(lm, f, setup.opening)
+        row = {"fact_id": f.fact_id, "layer": layer, **ed.edit_scores(pre, post)}
+        row["delta_rel"] = ed.relative_delta(edit)
+        row["steps"] = edit.info["steps"]
+        if layer == edit_layer:
+            flipped = ed.flip_norm(lm, f, setup, layer, edit, *flip)
+        rows.append(row)
+        bar.advance()
+    return pd.DataFrame(rows), flipped
 
 
 def live_index(profile: pd.DataFrame) -> int:

@@ -12,6 +12,8 @@ its causal effect is largest, and at the last subject token as ROME's convention
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import partial
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -21,6 +23,7 @@ from neuronmap.edit.experiments.causal_trace import TraceSettings, trace_fact
 from neuronmap.edit.prompts import encode_fact
 from neuronmap.models.loader import LoadedModel
 from neuronmap.progress import progress_bar
+from neuronmap.rundir import kept
 from neuronmap.study.facts import StudyFact
 from neuronmap.trace.batch import collate
 from neuronmap.trace.methods import attribution
@@ -59,21 +62,40 @@ def neuron_attribution(
 
 
 def causal_profiles(
-    lm: LoadedModel, facts: Sequence[StudyFact], settings: TraceSettings, progress: bool = True
+    lm: LoadedModel,
+    facts: Sequence[StudyFact],
+    settings: TraceSettings,
+    progress: bool = True,
+    parts: Path | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(profiles: fact_id, kind, layer, subject_index (0: the subject's first token), last (its last token),
-    token, effect, indirect; per fact: fact_id, p_clean, p_corrupted)."""
+    token, effect, indirect; per fact: fact_id, p_clean, p_corrupted). ``parts``: a folder where each fact's
+    trace is kept as it is done and read back on a rerun (``rundir.kept``; the noise is seeded per fact)."""
     tables, rows = [], []
-    columns = ["fact_id", "kind", "layer", "subject_index", "last", "token", "effect", "indirect"]
     with progress_bar("causal trace", total=len(facts), unit="fact", enabled=progress) as bar:
         for f in facts:
-            tr = trace_fact(lm, Fact(f.fact_id, f.prompt, f.subject, f.target_true, f.relation), settings)
-            index = tr.table["position"] - tr.span[0]
-            table = tr.table.assign(
-                fact_id=f.fact_id, subject_index=index, last=tr.table["position"] == tr.span[1] - 1
-            )
-            tables.append(table[columns])
-            rows.append({"fact_id": f.fact_id, "p_clean": tr.p_clean, "p_corrupted": tr.p_corrupted})
-            bar.advance()
-    profiles = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(columns=columns)
+            part = None if parts is None else parts / f"trace-{f.fact_id:05d}.parquet"
+            found = part is not None and part.is_file()
+            table, extra = kept(part, partial(_trace_one, lm, f, settings))
+            tables.append(table)
+            rows.append({"fact_id": f.fact_id, **extra})
+            if found:
+                bar.skip(1)
+            else:
+                bar.advance()
+    profiles = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(columns=PROFILE_COLUMNS)
     return profiles, pd.DataFrame(rows, columns=["fact_id", "p_clean", "p_corrupted"])
+
+
+PROFILE_COLUMNS = ["fact_id", "kind", "layer", "subject_index", "last", "token", "effect", "indirect"]
+
+
+def _trace_one(
+    lm: LoadedModel, f: StudyFact, settings: TraceSettings
+) -> tuple[pd.DataFrame, dict[str, float]]:
+    tr = trace_fact(lm, Fact(f.fact_id, f.prompt, f.subject, f.target_true, f.relation), settings)
+    index = tr.table["position"] - tr.span[0]
+    table = tr.table.assign(
+        fact_id=f.fact_id, subject_index=index, last=tr.table["position"] == tr.span[1] - 1
+    )
+    return table[PROFILE_COLUMNS], {"p_clean": tr.p_clean, "p_corrupted": tr.p_corrupted}

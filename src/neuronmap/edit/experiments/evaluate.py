@@ -24,11 +24,11 @@ gives (fluency is seeded per record, not by position in the run).
 
 from __future__ import annotations
 
-import json
 import statistics
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +49,7 @@ from neuronmap.errors import NeuronmapError
 from neuronmap.models.loader import LoadedModel
 from neuronmap.models.memory import Budget, format_bytes, memory_budget
 from neuronmap.progress import progress_bar
-from neuronmap.rundir import atomic_write_json, atomic_write_parquet
+from neuronmap.rundir import kept
 
 METRICS = ("efficacy", "paraphrase", "neighborhood")
 SUMMARY = (
@@ -218,7 +218,7 @@ def evaluate(
     source: str = "records",
     max_memory: str | int | None = None,
     parts: Path | None = None,
-    on_start: Callable[[], None] | None = None,
+    on_start: Callable[[], object] | None = None,
 ) -> Evaluation:
     """Edit the records (``batch`` at a time; with ROME at each of ``layers``, default the hparams' layer; with
     MEMIT over the range ``layers``, default the hparams') and score them before and after. ``algorithm`` names
@@ -240,65 +240,24 @@ def evaluate(
         where = f"{source}: case {record.case_id}"
         sizes.append((where, check_record(lm, hp, record, gen_length if with_fluency else 0, where)))
     batch_size = plan_memory(lm, hp, sizes, edited, batch_size, memory_budget(max_memory, lm.device))
-    prefixes = context_prefixes(lm, hp)
-    opening = opening_ids(lm.tokenizer, hp.document_start)
     stats: dict[int, Any] = {}
     if hp.mom2_adjustment:
         stats = hparams_moments(lm, hp, edited, progress)
     grouped = isinstance(hp, MemitHparams) or batch > 1  # rows and summary say how records were edited
+    plan = _Plan(hp, settings, stats, context_prefixes(lm, hp), opening_ids(lm.tokenizer, hp.document_start),
+                 batch_size, gen_length if with_fluency else 0, seed, grouped)  # fmt: skip
     rows: list[dict[str, Any]] = []
     diagnostics: list[dict[str, Any]] = []
     if on_start is not None:
         on_start()
-    total = len(records) * len(settings)
-    with progress_bar("edit-eval", total=total, unit="edit", enabled=progress) as bar:
+    with progress_bar("edit-eval", total=len(records) * len(settings), unit="edit", enabled=progress) as bar:
         for index, group in enumerate(_groups(records, batch)):
             part = None if parts is None else parts / f"group-{index:05d}.parquet"
             if part is not None and part.is_file():
-                rows += pd.read_parquet(part).to_dict("records")
-                diagnostics += json.loads(part.with_suffix(".json").read_text())
                 bar.skip(len(group) * len(settings))
-                continue
-            done, found = len(rows), len(diagnostics)
-            length = gen_length if with_fluency else 0
-            pre, fl_pre = _score(lm, group, batch_size, opening, length, seed)
-            for setting in settings:
-                edits = _apply(lm, group, hp, setting, stats, prefixes)
-                try:
-                    post, fl_post = _score(lm, group, batch_size, opening, length, seed)
-                finally:
-                    for e in reversed(edits):
-                        e.undo()
-                for j, record in enumerate(group):
-                    row = {
-                        "case_id": str(record.case_id),
-                        "layer": setting[-1],
-                        "subject": record.request.subject,
-                        "relation": record.relation,
-                        "prompt": record.request.text,
-                        "target_true": record.target_true,
-                        "target_new": record.request.target_new,
-                        **{f"{k}_pre": v for k, v in pre[j].items()},
-                        **{f"{k}_post": v for k, v in post[j].items()},
-                        "fluency_pre": fl_pre[j],
-                        "fluency_post": fl_post[j],
-                        **_edit_info(edits, j),
-                    }
-                    row["score_pre"] = _hmean([pre[j][m] for m in METRICS])
-                    row["score_post"] = _hmean([post[j][m] for m in METRICS])
-                    if grouped:
-                        row |= {"algorithm": hp.ALGORITHM.lower(), "layers": _key(setting), "batch": index,
-                                "batch_size": len(group)}  # fmt: skip
-                    rows.append(row)
-                if isinstance(edits[0], MemitEdit):
-                    info = edits[0].info
-                    diagnostics.append({"batch": index, "layers": setting, "records": len(group),
-                                        **{k: info[k] for k in ("z_gap", "z_gap_after", "update_norm")}})  # fmt: skip
-                bar.advance(len(group))
-            if part is not None:  # the parquet last: its presence marks the group done
-                atomic_write_json(diagnostics[found:], part.with_suffix(".json"))
-                atomic_write_parquet(pd.DataFrame(rows[done:]), part)
-                rows[done:] = pd.read_parquet(part).to_dict("records")  # as a resumed run reads them
+            table, extra = kept(part, partial(_edit_group, lm, group, index, plan, bar))
+            rows += table.to_dict("records")
+            diagnostics += extra
     results = pd.DataFrame(rows)
     keys = [_key(setting) if grouped else str(setting[-1]) for setting in settings]
     by_layer = {
@@ -321,6 +280,64 @@ def evaluate(
     if diagnostics:
         summary["memit"] = diagnostics
     return Evaluation(results, summary)
+
+
+@dataclass
+class _Plan:
+    """How every group of records is edited and scored."""
+
+    hp: EditHparams
+    settings: list[list[int]]
+    stats: dict[int, Any]
+    prefixes: list[str]
+    opening: Sequence[int]
+    batch_size: int
+    length: int  # fluency's generation length; 0: no fluency
+    seed: int
+    grouped: bool
+
+
+def _edit_group(
+    lm: LoadedModel, group: list[Record], index: int, plan: _Plan, bar: Any
+) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
+    """The ``index``-th group's rows (one per record and setting) and MEMIT's diagnostics; the model is left as
+    it was."""
+    rows, diagnostics = [], []
+    pre, fl_pre = _score(lm, group, plan.batch_size, plan.opening, plan.length, plan.seed)
+    for setting in plan.settings:
+        edits = _apply(lm, group, plan.hp, setting, plan.stats, plan.prefixes)
+        try:
+            post, fl_post = _score(lm, group, plan.batch_size, plan.opening, plan.length, plan.seed)
+        finally:
+            for e in reversed(edits):
+                e.undo()
+        for j, record in enumerate(group):
+            row = {
+                "case_id": str(record.case_id),
+                "layer": setting[-1],
+                "subject": record.request.subject,
+                "relation": record.relation,
+                "prompt": record.request.text,
+                "target_true": record.target_true,
+                "target_new": record.request.target_new,
+                **{f"{k}_pre": v for k, v in pre[j].items()},
+                **{f"{k}_post": v for k, v in post[j].items()},
+                "fluency_pre": fl_pre[j],
+                "fluency_post": fl_post[j],
+                **_edit_info(edits, j),
+            }
+            row["score_pre"] = _hmean([pre[j][m] for m in METRICS])
+            row["score_post"] = _hmean([post[j][m] for m in METRICS])
+            if plan.grouped:
+                row |= {"algorithm": plan.hp.ALGORITHM.lower(), "layers": _key(setting), "batch": index,
+                        "batch_size": len(group)}  # fmt: skip
+            rows.append(row)
+        if isinstance(edits[0], MemitEdit):
+            info = edits[0].info
+            diagnostics.append({"batch": index, "layers": setting, "records": len(group),
+                                **{k: info[k] for k in ("z_gap", "z_gap_after", "update_norm")}})  # fmt: skip
+        bar.advance(len(group))
+    return pd.DataFrame(rows), diagnostics
 
 
 def _score(
