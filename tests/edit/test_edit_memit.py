@@ -364,3 +364,41 @@ def test_every_hparams_file_ships_with_the_package():
         f for f in files if not any(fnmatch.fnmatchcase(f, g) and f.count("/") == g.count("/") for g in globs)
     ]
     assert not missing, f"add a glob to pyproject.toml's package-data for {missing}"
+
+
+def test_kept_target_searches_resume_a_stopped_mass_edit(deep, memit_hparams, tmp_path, monkeypatch):
+    """With ``keep``, each request's target search is kept as it is done: stopped at the third search and run
+    again, MEMIT searches only that one and gives, bit for bit, the edit computed without keeping anything."""
+    from neuronmap.edit.algorithm import memit as module
+
+    lm = deep("gpt2")
+    whole = memit(lm, REQUESTS, memit_hparams)
+    real, searched = module.compute_value, []
+
+    def search(lm, layer, req, *args, **kwargs):
+        searched.append(req.subject)
+        if len(searched) == 3 and "stopped" not in searched:
+            searched.append("stopped")
+            raise KeyboardInterrupt
+        return real(lm, layer, req, *args, **kwargs)
+
+    monkeypatch.setattr(module, "compute_value", search)
+    with pytest.raises(KeyboardInterrupt):
+        memit(lm, REQUESTS, memit_hparams, keep=tmp_path / "z")
+    assert sorted(p.name for p in (tmp_path / "z").iterdir()) == [
+        "z-00000.safetensors",
+        "z-00001.safetensors",
+    ]
+    searched.clear()
+    resumed = memit(lm, REQUESTS, memit_hparams, keep=tmp_path / "z")
+    assert searched == ["Amazon"]
+    assert torch.equal(resumed.zs, whole.zs)
+    for a, b in zip(resumed.edits, whole.edits, strict=True):
+        assert torch.equal(a.left, b.left) and torch.equal(a.right, b.right)
+    assert {k: v for k, v in resumed.info.items() if k != "seconds"} == {
+        k: v for k, v in whole.info.items() if k != "seconds"}  # fmt: skip
+    # a kept search is used only for its own request
+    searched.clear()
+    other = [REQUESTS[1], REQUESTS[0], REQUESTS[2]]
+    memit(lm, other, memit_hparams, keep=tmp_path / "z")
+    assert searched == ["Tokyo", "Eiffel Tower"]

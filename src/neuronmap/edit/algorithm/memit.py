@@ -18,12 +18,15 @@ Each layer's update is applied while the next is computed, then all are undone: 
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import safe_open
+from safetensors.torch import save
 
 from neuronmap.edit.algorithm.context import context_prefixes
 from neuronmap.edit.algorithm.edit import Edit
@@ -39,6 +42,7 @@ from neuronmap.errors import NeuronmapError
 from neuronmap.models.loader import LoadedModel
 from neuronmap.models.output_hooks import OutputHooks, block_name, stop_after
 from neuronmap.progress import progress_bar
+from neuronmap.rundir import atomic_write_bytes
 
 
 def memit_left(keys: torch.Tensor, mom2: torch.Tensor, weight: float) -> torch.Tensor:
@@ -99,12 +103,15 @@ def memit(
     stats: dict[int, SecondMoment] | None = None,
     prefixes: list[str] | None = None,
     progress: bool = False,
+    keep: Path | None = None,
 ) -> MemitEdit:
     """Compute (not apply) the MEMIT edit writing all ``requests`` at once: ``memit(...).apply()`` rewrites them.
 
     ``hparams`` defaults to the model family's file in ``hparams/memit/``; ``layers`` overrides its range.
     ``stats`` (E[k k^T] per layer) and ``prefixes`` are computed (and cached) when not given. Bad requests raise
-    ``NeuronmapError`` before anything is computed; the model's weights are the same on return.
+    ``NeuronmapError`` before anything is computed; the model's weights are the same on return. ``keep``: a
+    folder where each request's target search (most of the cost) is kept as it is done, so that a stopped mass
+    edit, computed again with the same requests and settings, searches only the targets not yet found.
     """
     start = time.perf_counter()
     reqs = [(r if isinstance(r, Request) else Request.from_dict(r)).validate() for r in requests]
@@ -125,8 +132,8 @@ def memit(
 
     values = []
     with progress_bar("MEMIT z", total=len(reqs), unit="fact", enabled=progress) as bar:
-        for req in reqs:
-            values.append(compute_value(lm, last, req, prefixes, hp, residual=True))
+        for i, req in enumerate(reqs):
+            values.append(_value(lm, last, req, prefixes, hp, None if keep is None else keep / f"z-{i:05d}"))
             bar.advance()
     zs = torch.stack([_target(v) for v in values])
 
@@ -158,6 +165,33 @@ def memit(
         "stats_tokens": {str(k): v.n_tokens for k, v in (stats or {}).items() if k in chosen},
     }
     return MemitEdit(lm, edits, reqs, hp, zs, info)
+
+
+def _value(
+    lm: LoadedModel, layer: int, req: Request, prefixes: list[str], hp: MemitHparams, keep: Path | None
+) -> ValueResult:
+    """The request's target search, or the one kept in ``keep`` (``.safetensors``) for the same request; read back
+    from the file when it was just written, so that a resumed edit and an uninterrupted one use the same values."""
+    path = None if keep is None else keep.with_suffix(".safetensors")
+    if path is not None and path.is_file():
+        with safe_open(str(path), framework="pt") as fh:
+            meta = json.loads((fh.metadata() or {}).get("value", "{}"))
+            if meta.get("request") == req.to_dict():
+                return ValueResult(
+                    fh.get_tensor("delta"), meta["v_init_norm"], meta["losses"], fh.get_tensor("v_init")
+                )
+    value = compute_value(lm, layer, req, prefixes, hp, residual=True)
+    if path is None:
+        return value
+    assert value.v_init is not None  # compute_value always reads it
+    tensors = {
+        "delta": value.delta.detach().cpu().contiguous(),
+        "v_init": value.v_init.detach().cpu().contiguous(),
+    }
+    meta = {"request": req.to_dict(), "v_init_norm": value.v_init_norm, "losses": value.losses}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(save(tensors, metadata={"value": json.dumps(meta)}), path)
+    return _value(lm, layer, req, prefixes, hp, keep)
 
 
 def _target(value: ValueResult) -> torch.Tensor:

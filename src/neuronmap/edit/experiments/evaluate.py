@@ -255,7 +255,8 @@ def evaluate(
             part = None if parts is None else parts / f"group-{index:05d}.parquet"
             if part is not None and part.is_file():
                 bar.skip(len(group) * len(settings))
-            table, extra = kept(part, partial(_edit_group, lm, group, index, plan, bar))
+            keep = None if parts is None or len(plan.settings) > 1 else parts / f"group-{index:05d}-z"
+            table, extra = kept(part, partial(_edit_group, lm, group, index, plan, bar, keep))
             rows += table.to_dict("records")
             diagnostics += extra
     results = pd.DataFrame(rows)
@@ -298,14 +299,14 @@ class _Plan:
 
 
 def _edit_group(
-    lm: LoadedModel, group: list[Record], index: int, plan: _Plan, bar: Any
+    lm: LoadedModel, group: list[Record], index: int, plan: _Plan, bar: Any, keep: Path | None = None
 ) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
     """The ``index``-th group's rows (one per record and setting) and MEMIT's diagnostics; the model is left as
-    it was."""
+    it was. ``keep``: where MEMIT keeps the group's target searches (a group of hundreds resumes within)."""
     rows, diagnostics = [], []
     pre, fl_pre = _score(lm, group, plan.batch_size, plan.opening, plan.length, plan.seed)
     for setting in plan.settings:
-        edits = _apply(lm, group, plan.hp, setting, plan.stats, plan.prefixes)
+        edits = _apply(lm, group, plan.hp, setting, plan.stats, plan.prefixes, keep)
         try:
             post, fl_post = _score(lm, group, plan.batch_size, plan.opening, plan.length, plan.seed)
         finally:
@@ -378,11 +379,13 @@ def _apply(
     layers: list[int],
     stats: dict[int, Any],
     prefixes: list[str],
+    keep: Path | None = None,
 ) -> list[Edit | MemitEdit]:
-    """The group's edits, computed and applied (undo them in reverse order)."""
+    """The group's edits, computed and applied (undo them in reverse order); MEMIT's target searches kept in
+    ``keep`` (see ``memit``)."""
     if isinstance(hp, MemitHparams):
         requests = [record.request for record in group]
-        return [memit(lm, requests, hp, layers=layers, stats=stats, prefixes=prefixes).apply()]
+        return [memit(lm, requests, hp, layers=layers, stats=stats, prefixes=prefixes, keep=keep).apply()]
     done: list[Edit | MemitEdit] = []
     try:
         for record in group:  # one after another: each on the model with the earlier ones
