@@ -15,54 +15,23 @@ records and prompts:
 
 Reported per size and method: efficacy (ES), paraphrase (PS) and neighbourhood (NS) success, their magnitudes,
 the score (harmonic mean) and, with ``--fluency``, fluency. Each run is a child process (the CLI a user runs),
-timed with its peak memory (``bench.timing.run_timed``); a run whose folder already holds ``results.parquet`` is
+timed with its peak memory (``bench.edit_runs.child``); a run whose folder already holds ``results.parquet`` is
 read, not redone, and a run stopped half-way resumes (``edit-eval`` keeps its records as they are done). Results go to ``bench/results/memit_counterfact.json`` (``--result``) and a table is printed.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
-import os
-import sys
 from pathlib import Path
 from typing import Any
 
-from bench.timing import run_timed
+from bench.edit_runs import METRICS, child, scores
 
 HERE = Path(__file__).parent
 RESULT = HERE / "results" / "memit_counterfact.json"
 FACTS = "builtin:counterfact-lite"
-NEURONMAP = [sys.executable, "-m", "neuronmap"]
-METRICS = ("efficacy", "paraphrase", "neighborhood", "score")
-MAGNITUDES = ("efficacy_magnitude", "paraphrase_magnitude", "neighborhood_magnitude")
 ROME_MODES = ("alone", "sequential")
-
-
-def _lower_priority(nice: int) -> None:
-    os.nice(nice)
-    with contextlib.suppress(OSError):
-        Path("/proc/self/autogroup").write_text(str(nice))
-
-
-def child(args: list[str], out: Path, nice: int) -> dict[str, Any]:
-    """``neuronmap edit-eval ARGS --out OUT`` unless OUT holds its results; its time and peak memory."""
-    if (out / "results.parquet").is_file():
-        stage = json.loads((out / "run.json").read_text())["stages"]["edit_eval"]
-        return {"seconds": stage.get("timing", {}).get("seconds"), "peak_mb": None, "reused": True}
-    command = [*NEURONMAP, "edit-eval", *args, "--out", str(out)]
-    seconds, usage = run_timed(command, preexec=(lambda: _lower_priority(nice)) if nice else None)
-    return {"seconds": round(seconds, 1), "peak_mb": round(usage.ru_maxrss / 1024), "reused": False}
-
-
-def scores(rows: Any, state: str) -> dict[str, float]:
-    """ES, PS, NS, the score and magnitudes (and fluency when measured) of ``rows``, edited or unedited."""
-    from neuronmap.edit.experiments.evaluate import summarise
-
-    summary = summarise(rows)
-    names = [*METRICS, *MAGNITUDES] + (["fluency"] if rows["fluency_post"].notna().any() else [])
-    return {name: summary[name][state] for name in names}
 
 
 def measure(args: argparse.Namespace) -> dict[str, Any]:

@@ -18,9 +18,7 @@ sizes given (the largest map costs about a minute a null network).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
-import os
 import shutil
 import sys
 from pathlib import Path
@@ -49,17 +47,9 @@ TRACE = [
 ]
 
 
-def _lower_priority(nice: int) -> None:
-    """Nice this process; with the kernel's autogroups, niceness only ranks processes of one session, so the
-    session's group is niced too where the kernel allows it."""
-    os.nice(nice)
-    with contextlib.suppress(OSError):
-        Path("/proc/self/autogroup").write_text(str(nice))
-
-
 def _child(args: list[str], nice: int) -> dict[str, float]:
     """Run ``neuronmap ARGS``; its wall seconds and peak resident MB (the kernel's, for that child alone)."""
-    seconds, usage = run_timed([*NEURONMAP, *args], preexec=(lambda: _lower_priority(nice)) if nice else None)
+    seconds, usage = run_timed([*NEURONMAP, *args], nice=nice)
     return {"seconds": round(seconds, 1), "peak_mb": round(usage.ru_maxrss / 1024)}
 
 

@@ -1,0 +1,33 @@
+"""What the edit benchmarks share: ``neuronmap edit-eval`` as a timed child process, and its scores."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from bench.timing import run_timed
+
+NEURONMAP = [sys.executable, "-m", "neuronmap"]
+METRICS = ("efficacy", "paraphrase", "neighborhood", "score")
+MAGNITUDES = ("efficacy_magnitude", "paraphrase_magnitude", "neighborhood_magnitude")
+
+
+def child(args: list[str], out: Path, nice: int) -> dict[str, Any]:
+    """``neuronmap edit-eval ARGS --out OUT`` unless OUT holds its results; its time and peak memory."""
+    if (out / "results.parquet").is_file():
+        stage = json.loads((out / "run.json").read_text())["stages"]["edit_eval"]
+        return {"seconds": stage.get("timing", {}).get("seconds"), "peak_mb": None, "reused": True}
+    command = [*NEURONMAP, "edit-eval", *args, "--out", str(out)]
+    seconds, usage = run_timed(command, nice=nice)
+    return {"seconds": round(seconds, 1), "peak_mb": round(usage.ru_maxrss / 1024), "reused": False}
+
+
+def scores(rows: Any, state: str) -> dict[str, float]:
+    """ES, PS, NS, the score and magnitudes (and fluency when measured) of ``rows``, edited or unedited."""
+    from neuronmap.edit.experiments.evaluate import summarise
+
+    summary = summarise(rows)
+    names = [*METRICS, *MAGNITUDES] + (["fluency"] if rows["fluency_post"].notna().any() else [])
+    return {name: summary[name][state] for name in names}

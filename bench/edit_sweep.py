@@ -1,0 +1,151 @@
+"""A held-out sweep of ROME's hparams: ``python -m bench.edit_sweep``.
+
+For each combination of ``--vary FIELD=V1,V2,...`` (any field of the ROME hparams file), the model's own
+``hparams/`` file with those values is written to ``RUNS/VARIANT/hparams.json`` and evaluated with ``neuronmap
+edit-eval --layers LAYERS --offset OFFSET --limit N --no-fluency`` on held-out CounterFact-lite records (from 100
+on: the README's tables are on records 0-99), each record edited alone at each layer. Each run is a timed child
+process and resumes when stopped (``edit-eval`` keeps its records as they are done); a variant whose folder holds
+its results is read, not redone.
+
+The defaults are issue 17's Gemma sweep: ``gemma3-270m``, records 100-107, layers 1-6, clamp 0.75 / 1.0 / 1.5 and
+early stop at a loss of 0.1 (the file's) / 0.5. The result file (``--result``, default
+``bench/results/edit_sweep-MODEL.json``) holds per variant and layer the edited and unedited efficacy,
+paraphrase, neighbourhood and score; ``table`` makes the README's table of it, the best rows marked: the highest
+score among rows whose neighbourhood is within 10 points of the unedited model's, else the highest score.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+from pathlib import Path
+from typing import Any
+
+from bench.edit_runs import METRICS, child, scores
+
+HERE = Path(__file__).parent
+FACTS = "builtin:counterfact-lite"
+NEIGHBOURHOOD_SLACK = 0.10  # a row keeps the neighbourhood when it loses at most this much against unedited
+DEFAULT_VARY = ("clamp_norm_factor=0.75,1.0,1.5", "early_stop_loss=0.1,0.5")
+
+
+def parse_vary(items: list[str]) -> dict[str, list[Any]]:
+    """``FIELD=V1,V2`` -> {FIELD: [V1, V2]}, values read as JSON (numbers, true/false) or kept as text."""
+    out: dict[str, list[Any]] = {}
+    for item in items:
+        field, sep, values = item.partition("=")
+        if not sep or not field or not values:
+            raise SystemExit(f"--vary takes FIELD=V1,V2,... got {item!r}")
+        out[field.strip()] = [_value(v.strip()) for v in values.split(",")]
+    return out
+
+
+def _value(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def variants(vary: dict[str, list[Any]]) -> list[dict[str, Any]]:
+    """Every combination of the varied values, in the order given."""
+    return [dict(zip(vary, combo, strict=True)) for combo in itertools.product(*vary.values())]
+
+
+def variant_name(variant: dict[str, Any]) -> str:
+    return "-".join(f"{k}={v}" for k, v in variant.items()) or "file"
+
+
+def measure(args: argparse.Namespace) -> dict[str, Any]:
+    import pandas as pd
+
+    from neuronmap.edit.hparams import load_hparams
+
+    base = load_hparams(args.hparams, model=args.model)
+    entries = []
+    for variant in variants(parse_vary(args.vary or list(DEFAULT_VARY))):
+        hp = base.replace(**variant)  # an unknown field stops here, naming it
+        out = args.runs / variant_name(variant)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "hparams.json").write_text(json.dumps(hp.to_dict(), indent=2) + "\n")
+        command = ["--model", args.model, "--facts", args.facts, "--hparams", str(out / "hparams.json"),
+                   "--offset", str(args.offset), "--limit", str(args.limit), "--layers", args.layers,
+                   "--no-fluency", "--threads", str(args.threads)]  # fmt: skip
+        run = child(command, out / "eval", args.nice)
+        rows = pd.read_parquet(out / "eval" / "results.parquet")
+        for layer, at in rows.groupby("layer", sort=True):
+            entries.append({"variant": variant, "layer": int(layer), "edited": scores(at, "edited"),
+                            "unedited": scores(at, "unedited"), "run": run})  # fmt: skip
+    return {
+        "model": args.model,
+        "facts": args.facts,
+        "records": [args.offset, args.offset + args.limit - 1],
+        "hparams": args.hparams or "the model's hparams file",
+        "entries": entries,
+    }
+
+
+def best(entries: list[dict[str, Any]]) -> dict[str, Any]:
+    """The highest score among rows that keep the neighbourhood (see ``NEIGHBOURHOOD_SLACK``), else overall."""
+    keeping = [
+        e
+        for e in entries
+        if e["unedited"]["neighborhood"] - e["edited"]["neighborhood"] <= NEIGHBOURHOOD_SLACK + 1e-12
+    ]
+    return max(keeping or entries, key=lambda e: e["edited"]["score"])
+
+
+def table(result: dict[str, Any]) -> str:
+    """A Markdown table: per variant and layer, ES / PS / NS / score in percent; the best row in bold."""
+    entries = result["entries"]
+    fields = list(entries[0]["variant"]) if entries else []
+    chosen = best(entries) if entries else None
+    head = [f.replace("_", " ") for f in fields] + [
+        "layer",
+        "efficacy",
+        "paraphrase",
+        "neighbourhood",
+        "score",
+    ]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---:|" * len(head)]
+    for e in entries:
+        cells = [str(e["variant"][f]) for f in fields] + [str(e["layer"])]
+        cells += [f"{100 * e['edited'][m]:.1f}" for m in METRICS]
+        if e is chosen:
+            cells = [f"**{c}**" for c in cells]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--model", default="gemma3-270m")
+    parser.add_argument("--facts", default=FACTS)
+    parser.add_argument("--hparams", default=None, help="the base hparams (default: the model's file)")
+    parser.add_argument("--vary", action="append", help="FIELD=V1,V2,... (repeat; default: the Gemma sweep)")
+    parser.add_argument("--layers", default="1,2,3,4,5,6", help="layers edited, comma-separated")
+    parser.add_argument("--offset", type=int, default=100, help="first record (held out: 100 on)")
+    parser.add_argument("--limit", type=int, default=8, help="records")
+    parser.add_argument("--runs", type=Path, default=None, help="where the runs go (runs/edit-sweep/MODEL)")
+    parser.add_argument("--threads", type=int, default=2, help="torch threads of the runs")
+    parser.add_argument("--nice", type=int, default=0, help="niceness of the runs (share the machine)")
+    parser.add_argument("--result", type=Path, default=None, help="bench/results/edit_sweep-MODEL.json")
+    args = parser.parse_args()
+    name = args.model.rstrip("/").split("/")[-1]
+    args.runs = args.runs or Path("runs/edit-sweep") / name
+    result_path = args.result or HERE / "results" / f"edit_sweep-{name}.json"
+    result = measure(args)
+    unedited = result["entries"][0]["unedited"] if result["entries"] else None
+    result["unedited"] = unedited
+    result_path.parent.mkdir(parents=True, exist_ok=True)
+    result_path.write_text(json.dumps(result, indent=2) + "\n")
+    print(table(result))
+    if unedited:
+        print("unedited: " + " / ".join(f"{m} {100 * unedited[m]:.1f}" for m in METRICS))
+
+
+if __name__ == "__main__":
+    main()
