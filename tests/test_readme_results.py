@@ -39,6 +39,23 @@ def test_each_token_speed_matches_its_result_file(readme: str) -> None:
     assert _number(r"a million events take about ([\d.]+) hours", readme) == round(hours, 1)
 
 
+def test_the_million_event_run_matches_its_result_file(readme: str) -> None:
+    """The each-token section's sentence on the large run: its size, last stretch and map, from the study's file."""
+    big = max(
+        (e for e in _result("data_scaling.json")["entries"] if "events" in e), key=lambda e: e["events"]
+    )
+    stretch, mapped = big["trace"], big["map"]
+    events = big["events"] - stretch["events_before"]
+    expected = (
+        f"A run of {big['events']:,} events (all {big['documents']:,} paragraphs) was made here, in stretches "
+        f"(stopped and resumed across sessions): its last stretch traced {events:,} events in "
+        f"{round(stretch['seconds']):,} s ({events / stretch['seconds']:.0f} events/s, sharing the machine with an "
+        f"edit benchmark) at a peak of {stretch['peak_mb']:,} MB, and its map took {mapped['seconds']:.0f} s at a "
+        f"peak of {mapped['peak_mb']:,} MB."
+    )
+    assert big["events"] >= 1_000_000 and expected in " ".join(readme.split())
+
+
 def test_peers_table_matches_its_result_file(readme: str) -> None:
     rows = {(r["benchmark"], r["case"].split(" (")[0]): r["value"] for r in _result("peers.json")["rows"]}
     speedup = {
@@ -114,6 +131,16 @@ def test_data_scaling_study_matches_its_result_file() -> None:
             f"{e['map']['seconds']:.0f}",
         }
         allowed |= {f"{e['map']['peak_mb']:,}", str(e["map"]["null_samples"])}
+        stretch = e.get("trace") or {}
+        if stretch.get(
+            "resumed"
+        ):  # a trace resumed after stops: its last stretch's events, time, rate, memory
+            events = e["events"] - stretch["events_before"]
+            allowed |= {f"{events:,}", f"{round(stretch['seconds']):,}", f"{stretch['peak_mb']:,}"}
+            rate = events / stretch["seconds"]
+            allowed |= {f"{rate:.0f}", f"{1e6 / rate / 3600:.1f}", f"{stretch['peak_mb']:,}"}
+        allowed.add(f"{e['clusterability']['p']:.3f}")
+        allowed |= {f"{c['size']:,}" for c in e["largest_clusters"]}
         allowed |= {f"{c['size']:,}" for c in e["largest_clusters"]}
     # the study's settings: sizes, --min-prefix, --batch-size, Leiden's resolution 1, 5 stability seeds
     allowed |= {f"{n:,}" for n in SIZES} | {
