@@ -29,7 +29,17 @@ from hardening_helpers import Zygote, comparable, run_cli, snapshot
 
 ROUNDS = 2  # rounds per stage; each round kills twice (one file event, one random time) and then finishes
 KILLS = {"survived": 0, "attempted": 0}
-KILL_STAGES = ["trace", "trace-events", "map", "stats", "outliers", "edit-eval", "edit", "causal-trace", "study"]
+KILL_STAGES = [
+    "trace",
+    "trace-events",
+    "map",
+    "stats",
+    "outliers",
+    "edit-eval",
+    "edit",
+    "causal-trace",
+    "study",
+]
 
 
 # The commands (after the options naming input files), on tiny models; {d} is the stage's folder.
