@@ -261,3 +261,30 @@ def test_verify_demo_share_matches_its_result_file(readme: str) -> None:
     assert f"positive for {positive} of {len(tested)} clusters" in readme
     sizes = sorted(r["n_neurons"] for r in tested)
     assert f"the clusters are large ({sizes[0]} to {sizes[-1]} neurons)" in readme
+
+
+def test_memit_counterfact_matches_its_result_file(readme: str) -> None:
+    """The MEMIT table is made from its result file, and its prose's numbers are the file's (and the hparams')."""
+    from bench.memit_counterfact import table
+    from neuronmap.edit.hparams import load_memit_hparams
+
+    result = _result("memit_counterfact.json")
+    assert table(result["entries"]) in (ROOT / "README.md").read_text() and result["fluency"]
+    (entry,) = [e for e in result["entries"] if e["records"] == 10]
+    memit, unedited, rome = entry["memit"], entry["unedited"], entry["rome_alone"]
+    diagnostics = entry["memit_run"]["diagnostics"][0]
+    lam = load_memit_hparams(model="smollm2-135m").mom2_update_weight
+    for piece in (
+        f"kept the neighbours ({100 * memit['neighborhood']:.1f} against {100 * unedited['neighborhood']:.1f} "
+        f"unedited, where ROME alone lost ten points)",
+        f"only {100 * memit['paraphrase']:.1f}% of the paraphrases to the new object, against ROME's "
+        f"{100 * rome['paraphrase']:.1f}",
+        f"fell from {diagnostics['z_gap'][0]:.1f} before the first layer's update to only "
+        f"{diagnostics['z_gap_after']:.1f} after the last",
+        f"lambda of {lam:,.0f}",
+        f"({memit['fluency']:.2f} bits against {unedited['fluency']:.2f}; ROME {rome['fluency']:.2f})",
+        f"MEMIT took {entry['memit_run']['seconds']:.0f} s for the ten",
+        f"ROME {entry['rome_alone_run']['chunks'][0]['seconds']:,.0f} s for its ten edits",
+    ):
+        assert piece in readme, piece
+    assert round(100 * (unedited["neighborhood"] - rome["neighborhood"])) == 10  # "lost ten points"
