@@ -61,22 +61,6 @@ def deep(tmp_path_factory):
     return make
 
 
-@pytest.fixture
-def memit_hparams(corpus_file):
-    """Few steps, two prefixes of one kind, statistics from the small corpus (100 tokens > 64 neurons: C is
-    invertible); ``mom2_update_weight`` 2, of the order of the new keys' K K^T, so that both terms count."""
-    return MemitHparams(
-        layers=(0, 1, 2),
-        v_num_grad_steps=3,
-        clamp_norm_factor=4.0,
-        context_template_length_params=((3, 2),),
-        mom2_corpus=str(corpus_file),
-        mom2_n_tokens=100,
-        mom2_max_length=32,
-        mom2_update_weight=2.0,
-    )
-
-
 # -- a hand-written reference, one prompt per forward pass (no batching, no padding, no neuronmap hooks) -------
 def _run(lm, prompt: str, subject: str, prefix: str, opening: list[int], module, read):
     """``read(args, output)`` of ``module`` at the subject's last token of ``prefix + prompt``."""

@@ -18,18 +18,9 @@ GROUPING = {"algorithm", "layers", "batch", "batch_size"}
 
 
 @pytest.fixture
-def memit_small(corpus_file):
-    from neuronmap.edit.hparams import MemitHparams
-
-    return MemitHparams(
-        layers=(0,),
-        v_num_grad_steps=3,
-        context_template_length_params=((3, 2),),
-        mom2_corpus=str(corpus_file),
-        mom2_n_tokens=100,
-        mom2_max_length=32,
-        mom2_update_weight=2.0,
-    )
+def memit_small(memit_hparams):
+    """The shared MEMIT test hparams on layer 0 alone, with MEMIT's own clamp."""
+    return memit_hparams.replace(layers=(0,), clamp_norm_factor=0.75)
 
 
 @pytest.fixture

@@ -255,7 +255,7 @@ def evaluate(
             part = None if parts is None else parts / f"group-{index:05d}.parquet"
             if part is not None and part.is_file():
                 bar.skip(len(group) * len(settings))
-            keep = None if parts is None or len(plan.settings) > 1 else parts / f"group-{index:05d}-z"
+            keep = None if parts is None else parts / f"group-{index:05d}-z"  # MEMIT's; ROME keeps nothing
             table, extra = kept(part, partial(_edit_group, lm, group, index, plan, bar, keep))
             rows += table.to_dict("records")
             diagnostics += extra
