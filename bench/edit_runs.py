@@ -31,3 +31,15 @@ def scores(rows: Any, state: str) -> dict[str, float]:
     summary = summarise(rows)
     names = [*METRICS, *MAGNITUDES] + (["fluency"] if rows["fluency_post"].notna().any() else [])
     return {name: summary[name][state] for name in names}
+
+
+def by_relation(rows: Any) -> dict[str, dict[str, Any]]:
+    """Per relation of ``rows``: its record count and its unedited and edited scores."""
+    return {
+        str(relation): {
+            "records": len(group),
+            "unedited": scores(group, "unedited"),
+            "edited": scores(group, "edited"),
+        }
+        for relation, group in rows.groupby("relation", sort=True)
+    }

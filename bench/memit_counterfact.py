@@ -14,7 +14,8 @@ records and prompts:
   (``--batch N``), each on the weights the earlier ones left, then scored together: ROME used as a mass editor.
 
 Reported per size and method: efficacy (ES), paraphrase (PS) and neighbourhood (NS) success, their magnitudes,
-the score (harmonic mean) and, with ``--fluency``, fluency. Each run is a child process (the CLI a user runs),
+the score (harmonic mean) and, with ``--fluency``, fluency; the same per relation for both methods and per chunk
+for ROME alone (where an average hides which records an edit damages). Each run is a child process (the CLI a user runs),
 timed with its peak memory (``bench.edit_runs.child``); a run whose folder already holds ``results.parquet`` is
 read, not redone, and a run stopped half-way resumes (``edit-eval`` keeps its records as they are done). Results go to ``bench/results/memit_counterfact.json`` (``--result``) and a table is printed.
 """
@@ -26,18 +27,20 @@ import json
 from pathlib import Path
 from typing import Any
 
-from bench.edit_runs import METRICS, child, scores
+from bench.edit_runs import METRICS, by_relation, child, scores
 
 HERE = Path(__file__).parent
 RESULT = HERE / "results" / "memit_counterfact.json"
 FACTS = "builtin:counterfact-lite"
 ROME_MODES = ("alone", "sequential")
+ROME_SETTINGS = ("layer", "clamp_norm_factor", "kl_direction", "context_templates", "v_num_grad_steps")
 
 
 def measure(args: argparse.Namespace) -> dict[str, Any]:
     import pandas as pd
 
     from neuronmap.edit.dsets import load_records
+    from neuronmap.edit.hparams import load_hparams
 
     total = len(load_records(args.facts))
     sizes = sorted({total if s == "all" else min(int(s), total) for s in args.sizes.split(",")})
@@ -67,8 +70,15 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
             "memit": scores(rows, "edited"),
             "memit_run": run | {"layers": summary["layers"], "diagnostics": summary.get("memit")},
         }
+        entry["memit_relations"] = by_relation(rows)
         if alone_rows is not None:
-            entry["rome_alone"] = scores(alone_rows.iloc[:n], "edited")
+            alone = alone_rows.iloc[:n]
+            entry["rome_alone"] = scores(alone, "edited")
+            entry["rome_alone_relations"] = by_relation(alone)
+            entry["rome_alone_chunks"] = [
+                {"offset": offset, "unedited": scores(chunk, "unedited"), "edited": scores(chunk, "edited")}
+                for offset, chunk in alone.groupby(alone.index // args.chunk * args.chunk)
+            ]
             entry["rome_alone_run"] = alone_run | {"records_run": max(sizes)}
         if "sequential" in modes:
             out = args.runs / f"rome-sequential-{n}"
@@ -77,12 +87,14 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
             entry["rome_sequential"] = scores(pd.read_parquet(out / "results.parquet"), "edited")
         entries.append(entry)
         print(table([entry]), flush=True)
+    rome = load_hparams(args.rome_hparams, model=args.model)
     return {
         "model": args.model,
         "facts": args.facts,
         "records_available": total,
         "memit_hparams": args.memit_hparams or "the model's hparams/memit file",
         "rome_hparams": args.rome_hparams or "the model's hparams file",
+        "rome_settings": {k: rome.to_dict()[k] for k in ROME_SETTINGS},
         "fluency": args.fluency,
         "entries": entries,
     }
@@ -97,6 +109,28 @@ def table(entries: list[dict[str, Any]]) -> str:
                 m = e[method]
                 cells = " | ".join(f"{100 * m[k]:.1f}" for k in METRICS)
                 lines.append(f"| {e['records']} | {method.replace('_', ', ')} | {cells} |")
+    return "\n".join(lines)
+
+
+def rome_table(result: dict[str, Any], records: int) -> str:
+    """The README's ROME table: the unedited model and ROME alone on the first ``records`` records, in percent
+    (fluency in bits)."""
+    (entry,) = [e for e in result["entries"] if e["records"] == records]
+    rome = result["rome_settings"]
+    lines = [
+        "| model | n | efficacy | paraphrase | neighbourhood | score | fluency (bits) |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for label, m in (
+        (f"{result['model']}, unedited", entry["unedited"]),
+        (
+            f"{result['model']}, ROME at layer {rome['layer']}, clamp {rome['clamp_norm_factor']:g}",
+            entry["rome_alone"],
+        ),
+    ):
+        cells = " | ".join(f"{100 * m[k]:.1f}" for k in METRICS)
+        fluency = f"{m['fluency']:.2f}" if "fluency" in m else "not measured"
+        lines.append(f"| {label} | {records} | {cells} | {fluency} |")
     return "\n".join(lines)
 
 

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from bench.memit_counterfact import rome_table
 from neuronmap.edit.hparams import MemitHparams, RomeHparams
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -44,5 +45,16 @@ def test_memit_counterfact_on_a_tiny_model(tmp_path):
     # ROME alone ran in chunks of one record, which both sizes share
     assert sorted(p.name for p in (tmp_path / "runs" / "rome-alone").iterdir()) == ["0", "1"]
     assert [c["reused"] for c in entries[1]["rome_alone_run"]["chunks"]] == [False, False]
+    # the breakdowns: chunks of one record average to the size's scores, relations count every record
+    two = entries[1]
+    assert [c["offset"] for c in two["rome_alone_chunks"]] == [0, 1]
+    for metric in ("efficacy", "neighborhood", "neighborhood_magnitude"):
+        chunks = [c["edited"][metric] for c in two["rome_alone_chunks"]]
+        assert abs(sum(chunks) / 2 - two["rome_alone"][metric]) < 1e-9
+        assert two["rome_alone_chunks"][0]["edited"][metric] == entries[0]["rome_alone"][metric]
+    for method in ("memit", "rome_alone"):
+        assert sum(r["records"] for r in two[f"{method}_relations"].values()) == 2
+    table = rome_table(json.loads(result.read_text()), 2)
+    assert "| tiny-gpt2, ROME at layer 0, clamp 4 | 2 |" in table and table.endswith("| not measured |")
     again = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, env=env, timeout=900)
     assert again.returncode == 0 and json.loads(result.read_text())["entries"][1]["memit_run"]["reused"]

@@ -84,6 +84,7 @@ def test_study_end_to_end(tmp_path, hparams_file):
                     "## Facts the model does not know", "## Settings and budget choices"):  # fmt: skip
         assert heading in md
     assert "Eiffel Tower" in md and "Hase et al." in md
+    assert "prefixes: bare (the rewrite prompt alone, no generated context prefixes)" in md
     html = (out / "report.html").read_text()
     assert html.startswith("<!doctype html>") and "<table" in html and "<script" not in html
     assert s["figures"] == []  # formats=(): the figures have their own test

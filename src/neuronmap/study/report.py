@@ -171,6 +171,12 @@ _UNKNOWN_FATE = {
 }
 
 
+_PREFIXES = {
+    "bare": "the rewrite prompt alone, no generated context prefixes",
+    "hparams": "the rewrite prompt and the hparams' generated context prefixes, as ROME optimises",
+}
+
+
 def _blocks(
     table: pd.DataFrame,
     corr: pd.DataFrame,
@@ -200,8 +206,7 @@ def _blocks(
         "all layers and neurons.",
         f"ROME at layers {params['sweep_layers']} (default layer {params['edit_layer']}), "
         f"{params['steps']} optimisation steps at most, prefixes: {params['prefixes']} "
-        "(bare: the rewrite prompt alone, no generated context prefixes), statistics cached per layer and shared by "
-        "all facts.",
+        f"({_PREFIXES[params['prefixes']]}), statistics cached per layer and shared by all facts.",
         f"Flip norm: bisection ({params['flip_iters']} steps, log scale) on the norm of the added value vector in "
         f"[{params['flip_range'][0]}, {params['flip_range'][1]}] x |v_init|, mode '{params['flip_mode']}' "
         "(scale: along the direction ROME optimised at full clamp; clamp: re-optimised under each clamp). "
