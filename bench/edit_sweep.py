@@ -1,4 +1,4 @@
-"""A held-out sweep of ROME's hparams: ``python -m bench.edit_sweep``.
+"""A held-out sweep of ROME's (or MEMIT's) hparams: ``python -m bench.edit_sweep``.
 
 For each combination of ``--vary FIELD=V1,V2,...`` (any field of the ROME hparams file), the model's own
 ``hparams/`` file with those values is written to ``RUNS/VARIANT/hparams.json`` and evaluated with ``neuronmap
@@ -12,6 +12,10 @@ early stop at a loss of 0.1 (the file's) / 0.5. The result file (``--result``, d
 ``bench/results/edit_sweep-MODEL.json``) holds per variant and layer the edited and unedited efficacy,
 paraphrase, neighbourhood and score; ``table`` makes the README's table of it, the best rows marked: the highest
 score among rows whose neighbourhood is within 10 points of the unedited model's, else the highest score.
+
+``--algorithm memit`` sweeps the model's ``hparams/memit/`` file instead: each variant writes the records together
+(``--batch``, default all of them) over the file's layer range, which ``--vary layers=[1,2,3,4],[3,4]`` varies
+(e.g. ``--vary mom2_update_weight=1500,4800,15000``); a row is a variant and its range.
 """
 
 from __future__ import annotations
@@ -28,16 +32,21 @@ HERE = Path(__file__).parent
 FACTS = "builtin:counterfact-lite"
 NEIGHBOURHOOD_SLACK = 0.10  # a row keeps the neighbourhood when it loses at most this much against unedited
 DEFAULT_VARY = ("clamp_norm_factor=0.75,1.0,1.5", "early_stop_loss=0.1,0.5")
+ROME_LAYERS = "1,2,3,4,5,6"
 
 
 def parse_vary(items: list[str]) -> dict[str, list[Any]]:
-    """``FIELD=V1,V2`` -> {FIELD: [V1, V2]}, values read as JSON (numbers, true/false) or kept as text."""
+    """``FIELD=V1,V2`` -> {FIELD: [V1, V2]}, values read as JSON (numbers, true/false, lists such as MEMIT's
+    ``layers=[1,2,3,4],[3,4]``) or, where the whole is not JSON, split at commas and kept as text."""
     out: dict[str, list[Any]] = {}
     for item in items:
         field, sep, values = item.partition("=")
         if not sep or not field or not values:
             raise SystemExit(f"--vary takes FIELD=V1,V2,... got {item!r}")
-        out[field.strip()] = [_value(v.strip()) for v in values.split(",")]
+        try:
+            out[field.strip()] = json.loads(f"[{values}]")
+        except json.JSONDecodeError:
+            out[field.strip()] = [_value(v.strip()) for v in values.split(",")]
     return out
 
 
@@ -54,31 +63,42 @@ def variants(vary: dict[str, list[Any]]) -> list[dict[str, Any]]:
 
 
 def variant_name(variant: dict[str, Any]) -> str:
-    return "-".join(f"{k}={v}" for k, v in variant.items()) or "file"
+    def text(v: Any) -> str:
+        return ",".join(map(str, v)) if isinstance(v, list) else str(v)
+
+    return "-".join(f"{k}={text(v)}" for k, v in variant.items()) or "file"
 
 
 def measure(args: argparse.Namespace) -> dict[str, Any]:
     import pandas as pd
 
-    from neuronmap.edit.hparams import load_hparams
+    from neuronmap.edit.hparams import load_hparams, load_memit_hparams
 
-    base = load_hparams(args.hparams, model=args.model)
+    memit = args.algorithm == "memit"
+    base = (load_memit_hparams if memit else load_hparams)(args.hparams, model=args.model)
+    layers = args.layers or ("" if memit else ROME_LAYERS)  # MEMIT: the file's range unless given or varied
     entries = []
     for variant in variants(parse_vary(args.vary or list(DEFAULT_VARY))):
-        hp = base.replace(**variant)  # an unknown field stops here, naming it
+        # lists (MEMIT's layers) as the hparams hold them; an unknown field stops here, naming it
+        hp = base.replace(**{k: tuple(v) if isinstance(v, list) else v for k, v in variant.items()})
         out = args.runs / variant_name(variant)
         out.mkdir(parents=True, exist_ok=True)
         (out / "hparams.json").write_text(json.dumps(hp.to_dict(), indent=2) + "\n")
         command = ["--model", args.model, "--facts", args.facts, "--hparams", str(out / "hparams.json"),
-                   "--offset", str(args.offset), "--limit", str(args.limit), "--layers", args.layers,
-                   "--no-fluency", "--threads", str(args.threads)]  # fmt: skip
+                   "--offset", str(args.offset), "--limit", str(args.limit), "--no-fluency",
+                   "--threads", str(args.threads)]  # fmt: skip
+        command += ["--layers", layers] if layers else []
+        command += ["--algorithm", "memit", "--batch", str(args.batch or args.limit)] if memit else []
         run = child(command, out / "eval", args.nice)
         rows = pd.read_parquet(out / "eval" / "results.parquet")
-        for layer, at in rows.groupby("layer", sort=True):
-            entries.append({"variant": variant, "layer": int(layer), "edited": scores(at, "edited"),
-                            "unedited": scores(at, "unedited"), "run": run})  # fmt: skip
+        # ROME: one row per record and layer edited; MEMIT: one range per run (``layers``)
+        for layer, at in rows.groupby("layers" if memit else "layer", sort=True):
+            entries.append({"variant": variant, "layer": layer if memit else int(layer),
+                            "edited": scores(at, "edited"), "unedited": scores(at, "unedited"),
+                            "run": run})  # fmt: skip
     return {
         "model": args.model,
+        "algorithm": args.algorithm,
         "facts": args.facts,
         "records": [args.offset, args.offset + args.limit - 1],
         "hparams": args.hparams or "the model's hparams file",
@@ -102,7 +122,7 @@ def table(result: dict[str, Any]) -> str:
     fields = list(entries[0]["variant"]) if entries else []
     chosen = best(entries) if entries else None
     head = [f.replace("_", " ") for f in fields] + [
-        "layer",
+        "range" if result.get("algorithm") == "memit" else "layer",
         "efficacy",
         "paraphrase",
         "neighbourhood",
@@ -126,7 +146,15 @@ def main() -> None:
     parser.add_argument("--facts", default=FACTS)
     parser.add_argument("--hparams", default=None, help="the base hparams (default: the model's file)")
     parser.add_argument("--vary", action="append", help="FIELD=V1,V2,... (repeat; default: the Gemma sweep)")
-    parser.add_argument("--layers", default="1,2,3,4,5,6", help="layers edited, comma-separated")
+    parser.add_argument("--algorithm", choices=("rome", "memit"), default="rome")
+    parser.add_argument(
+        "--layers",
+        default=None,
+        help=f"ROME: layers edited, comma-separated ({ROME_LAYERS}); MEMIT: the range (the file's)",
+    )
+    parser.add_argument(
+        "--batch", type=int, default=None, help="MEMIT: records edited together (all of them)"
+    )
     parser.add_argument("--offset", type=int, default=100, help="first record (held out: 100 on)")
     parser.add_argument("--limit", type=int, default=8, help="records")
     parser.add_argument("--runs", type=Path, default=None, help="where the runs go (runs/edit-sweep/MODEL)")

@@ -8,10 +8,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
-from bench.edit_sweep import best, parse_vary, table, variants
-from neuronmap.edit.hparams import RomeHparams
+from bench.edit_sweep import best, parse_vary, table, variant_name, variants
+from neuronmap.edit.hparams import MemitHparams, RomeHparams
 
 ROOT = Path(__file__).resolve().parents[2]
 CORPUS = "Paris is the capital of France.\nTokyo is the capital and most populous city of Japan.\n" * 4
@@ -38,6 +39,9 @@ def test_vary_parses_values_and_combines_them_in_order():
     assert vary["clamp_norm_factor"] == [0.75, 1.5] and vary["context_templates"] == ["rome"]
     assert [tuple(v.values()) for v in variants(vary)][:3] == [(0.75, 0.1, "rome"), (0.75, 0.5, "rome"),
                                                                (1.5, 0.1, "rome")]  # fmt: skip
+    # lists, as MEMIT's layer ranges, stay whole; a name with a list has it comma-joined
+    assert parse_vary(["layers=[1,2,3,4],[3,4]"]) == {"layers": [[1, 2, 3, 4], [3, 4]]}
+    assert variant_name({"layers": [3, 4], "kl_factor": 0.5}) == "layers=3,4-kl_factor=0.5"
     with pytest.raises(SystemExit, match="FIELD=V1"):
         parse_vary(["clamp_norm_factor"])
 
@@ -67,3 +71,31 @@ def test_sweep_on_a_tiny_model(tmp_path):
     assert again.returncode == 0 and all(
         e["run"]["reused"] for e in json.loads(result.read_text())["entries"]
     )
+
+
+def test_memit_sweep_varies_lambda_and_the_layer_range(tmp_path):
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text(CORPUS)
+    hp = MemitHparams(layers=(0, 1), v_num_grad_steps=2, context_template_length_params=((3, 1),),
+                      mom2_corpus=str(corpus), mom2_n_tokens=100, mom2_max_length=32)  # fmt: skip
+    (tmp_path / "memit.json").write_text(json.dumps(hp.to_dict()))
+    result = tmp_path / "sweep.json"
+    command = [
+        sys.executable, "-m", "bench.edit_sweep", "--model", "tiny-gpt2", "--algorithm", "memit",
+        "--hparams", str(tmp_path / "memit.json"), "--vary", "layers=[0,1],[1]", "--vary",
+        "mom2_update_weight=10", "--offset", "0", "--limit", "2", "--runs", str(tmp_path / "runs"),
+        "--threads", "1", "--result", str(result),
+    ]  # fmt: skip
+    env = {**os.environ, "NEURONMAP_CACHE": str(tmp_path / "cache")}
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, env=env, timeout=900)
+    assert done.returncode == 0, done.stderr
+    saved = json.loads(result.read_text())
+    assert saved["algorithm"] == "memit"
+    assert [(e["variant"]["layers"], e["layer"]) for e in saved["entries"]] == [([0, 1], "0,1"), ([1], "1")]
+    written = json.loads((tmp_path / "runs" / "layers=1-mom2_update_weight=10" / "hparams.json").read_text())
+    assert written["layers"] == [1] and written["mom2_update_weight"] == 10
+    rows = pd.read_parquet(
+        tmp_path / "runs" / "layers=0,1-mom2_update_weight=10" / "eval" / "results.parquet"
+    )
+    assert set(rows["algorithm"]) == {"memit"} and set(rows["batch_size"]) == {2}  # both records at once
+    assert table(saved).splitlines()[0].startswith("| layers | mom2 update weight | range | efficacy |")
