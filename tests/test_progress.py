@@ -57,3 +57,31 @@ def test_track_yields_every_item_and_logs(clock, capsys) -> None:
     lines = capsys.readouterr().err.splitlines()
     assert lines[-1].startswith("null samples: 4/4 items (100%)")
     assert "ETA 0:00:00" in lines[-1]
+
+
+def test_a_subtask_logs_its_own_lines_and_unit(clock, capsys) -> None:
+    with (
+        progress.progress_bar("edit-eval", total=2, unit="edit") as bar,
+        bar.subtask("group 1", 4, "step") as sub,
+    ):
+        clock[0] += progress.LOG_EVERY
+        sub.advance(3)
+    lines = capsys.readouterr().err.splitlines()
+    assert lines[0].startswith("group 1: 3/4 step (75%)") and len(lines) == 2  # and its last line at the end
+
+
+def test_a_subtask_is_a_second_task_of_the_terminal_bar_while_it_runs() -> None:
+    import io
+
+    from rich.console import Console
+    from rich.progress import Progress
+
+    with Progress(console=Console(file=io.StringIO(), force_terminal=True)) as shown:
+        bar = progress.Bar(shown, shown.add_task("edit-eval", total=2))
+        with bar.subtask("group 1", 4, "step") as sub:
+            sub.advance(2)
+            (task,) = [t for t in shown.tasks if t.description == "group 1"]
+            assert task.completed == 2 and task.total == 4 and task.fields["unit"] == "step"
+        assert [t.description for t in shown.tasks] == ["edit-eval"]  # removed when the step ends
+    with progress.Bar().subtask("quiet", 4, "step") as sub:  # a bar that shows nothing has a silent subtask
+        sub.advance(4)

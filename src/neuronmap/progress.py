@@ -35,15 +35,14 @@ class _Rate(ProgressColumn):
 
     def render(self, task: Task) -> Text:
         speed = task.finished_speed or task.speed
-        return Text(
-            f"{speed:.2f} {self.unit}/s" if speed else f"-- {self.unit}/s", style="progress.data.speed"
-        )
+        unit = task.fields.get("unit", self.unit)  # a subtask counts in its own unit
+        return Text(f"{speed:.2f} {unit}/s" if speed else f"-- {unit}/s", style="progress.data.speed")
 
 
 LOG_EVERY = 30.0  # seconds between progress lines where stderr is not a terminal
 
 
-class _Bar:
+class Bar:
     """What a job sees of its progress: ``advance`` for work done now, ``skip`` for work found done (a resumed
     run), which moves the count but not the rate the remaining time is estimated from."""
 
@@ -57,12 +56,25 @@ class _Bar:
     def skip(self, n: int) -> None:
         self.advance(n)
 
+    @contextlib.contextmanager
+    def subtask(self, description: str, total: int, unit: str) -> Iterator[Bar]:
+        """A second bar under this one while one long step runs (a mass edit of hundreds of facts), removed when
+        the step ends; nothing where this bar shows nothing."""
+        if self._progress is None or self._task is None:
+            yield Bar()
+            return
+        task = self._progress.add_task(description, total=total, unit=unit)
+        try:
+            yield Bar(self._progress, task)
+        finally:
+            self._progress.remove_task(task)
+
 
 def _clock(seconds: float) -> str:
     return str(datetime.timedelta(seconds=round(seconds)))
 
 
-class _LogBar(_Bar):
+class _LogBar(Bar):
     """Lines instead of a bar: one every ``LOG_EVERY`` seconds, and a last one at the end if any was written."""
 
     def __init__(self, description: str, total: int, unit: str) -> None:
@@ -83,6 +95,13 @@ class _LogBar(_Bar):
         self.done += n
         self.skipped += n
 
+    @contextlib.contextmanager
+    def subtask(self, description: str, total: int, unit: str) -> Iterator[Bar]:
+        bar = _LogBar(description, total, unit)
+        yield bar
+        if bar.lines:
+            bar.write(time.monotonic())
+
     def write(self, now: float) -> None:
         elapsed = now - self.started
         rate = (self.done - self.skipped) / elapsed if elapsed > 0 else 0.0
@@ -98,12 +117,12 @@ class _LogBar(_Bar):
 
 
 @contextlib.contextmanager
-def progress_bar(description: str, total: int, unit: str = "items", enabled: bool = True) -> Iterator[_Bar]:
+def progress_bar(description: str, total: int, unit: str = "items", enabled: bool = True) -> Iterator[Bar]:
     """A bar with count, rate (``unit``/s), elapsed and remaining time; ``advance(n)`` moves it. Where stderr is
     not a terminal, a line with the same facts every ``LOG_EVERY`` seconds instead."""
     console = Console(stderr=True)
     if not enabled:
-        yield _Bar()
+        yield Bar()
         return
     if not console.is_terminal:
         bar = _LogBar(description, total, unit)
@@ -120,7 +139,7 @@ def progress_bar(description: str, total: int, unit: str = "items", enabled: boo
         TimeRemainingColumn(),
     ]
     with Progress(*columns, console=console, transient=False) as progress:
-        yield _Bar(progress, progress.add_task(description, total=total))
+        yield Bar(progress, progress.add_task(description, total=total))
 
 
 def track(

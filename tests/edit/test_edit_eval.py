@@ -237,3 +237,16 @@ def test_a_stopped_evaluation_with_other_settings_starts_again(fresh, small_hpar
     calls.clear()
     summary = run_eval(tmp_path / "ev", lm, gen_length=6, **options)
     assert len(calls) == 2 and summary["fluency_length"] == 6
+
+
+def test_a_group_of_records_has_its_own_bar_of_scores_and_edits(fresh, memit_hparams, monkeypatch, capsys):
+    """A mass edit is one long step of the run's bar: its group's bar counts each record scored, each target
+    search and each record scored again (log lines where stderr is not a terminal)."""
+    from neuronmap import progress
+
+    monkeypatch.setattr(progress, "LOG_EVERY", 0.0)
+    records = load_records(LITE)[:2]
+    evaluate(fresh("tiny-gpt2"), records, memit_hparams.replace(layers=(0,)), algorithm="memit", batch=2,
+             with_fluency=False)  # fmt: skip
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("group 1: ")]
+    assert [line.split(" step")[0] for line in lines] == [f"group 1: {n}/6" for n in (1, 2, 3, 4, 5, 6, 6)]

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -104,6 +104,7 @@ def memit(
     prefixes: list[str] | None = None,
     progress: bool = False,
     keep: Path | None = None,
+    advance: Callable[[], object] | None = None,
 ) -> MemitEdit:
     """Compute (not apply) the MEMIT edit writing all ``requests`` at once: ``memit(...).apply()`` rewrites them.
 
@@ -112,6 +113,7 @@ def memit(
     ``NeuronmapError`` before anything is computed; the model's weights are the same on return. ``keep``: a
     folder where each request's target search (most of the cost) is kept as it is done, so that a stopped mass
     edit, computed again with the same requests and settings, searches only the targets not yet found.
+    ``advance``: called after each target search (a caller's own progress bar).
     """
     start = time.perf_counter()
     reqs = [(r if isinstance(r, Request) else Request.from_dict(r)).validate() for r in requests]
@@ -135,6 +137,8 @@ def memit(
         for i, req in enumerate(reqs):
             values.append(_value(lm, last, req, prefixes, hp, None if keep is None else keep / f"z-{i:05d}"))
             bar.advance()
+            if advance is not None:
+                advance()
     zs = torch.stack([_target(v) for v in values])
 
     edits: list[Edit] = []

@@ -27,6 +27,7 @@ from __future__ import annotations
 import statistics
 import time
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -48,7 +49,7 @@ from neuronmap.edit.window import check_fits, check_prompts, check_request, toke
 from neuronmap.errors import NeuronmapError
 from neuronmap.models.loader import LoadedModel
 from neuronmap.models.memory import Budget, format_bytes, memory_budget
-from neuronmap.progress import progress_bar
+from neuronmap.progress import Bar, progress_bar
 from neuronmap.rundir import kept
 
 METRICS = ("efficacy", "paraphrase", "neighborhood")
@@ -299,19 +300,25 @@ class _Plan:
 
 
 def _edit_group(
-    lm: LoadedModel, group: list[Record], index: int, plan: _Plan, bar: Any, keep: Path | None = None
+    lm: LoadedModel, group: list[Record], index: int, plan: _Plan, bar: Bar, keep: Path | None = None
 ) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
     """The ``index``-th group's rows (one per record and setting) and MEMIT's diagnostics; the model is left as
     it was. ``keep``: where MEMIT keeps the group's target searches (a group of hundreds resumes within)."""
     rows, diagnostics = [], []
-    pre, fl_pre = _score(lm, group, plan.batch_size, plan.opening, plan.length, plan.seed)
-    for setting in plan.settings:
-        edits = _apply(lm, group, plan.hp, setting, plan.stats, plan.prefixes, keep)
-        try:
-            post, fl_post = _score(lm, group, plan.batch_size, plan.opening, plan.length, plan.seed)
-        finally:
-            for e in reversed(edits):
-                e.undo()
+    # a group of many records is one long step of the bar: its own bar counts the records scored and edited
+    steps = len(group) * (1 + 2 * len(plan.settings)) if len(group) > 1 else 0
+    with bar.subtask(f"group {index + 1}", steps, "step") if steps else nullcontext(Bar()) as sub:
+        pre, fl_pre = _score(lm, group, plan.batch_size, plan.opening, plan.length, plan.seed, sub.advance)
+        done = []
+        for setting in plan.settings:
+            edits = _apply(lm, group, plan.hp, setting, plan.stats, plan.prefixes, keep, sub.advance)
+            try:
+                scored = _score(lm, group, plan.batch_size, plan.opening, plan.length, plan.seed, sub.advance)
+            finally:
+                for e in reversed(edits):
+                    e.undo()
+            done.append((setting, edits, *scored))
+    for setting, edits, post, fl_post in done:
         for j, record in enumerate(group):
             row = {
                 "case_id": str(record.case_id),
@@ -342,15 +349,22 @@ def _edit_group(
 
 
 def _score(
-    lm: LoadedModel, group: list[Record], batch_size: int, opening: Sequence[int], gen_length: int, seed: int
+    lm: LoadedModel,
+    group: list[Record],
+    batch_size: int,
+    opening: Sequence[int],
+    gen_length: int,
+    seed: int,
+    advance: Callable[[], object],
 ) -> tuple[list[dict[str, float]], list[float]]:
-    """Each record's metrics and fluency (NaN with ``gen_length`` 0) on the model as it is now."""
-    metrics = [record_metrics(lm, record, batch_size, opening) for record in group]
-    seeds = [record_seed(seed, record.case_id) for record in group]
-    fluent = [
-        fluency(lm, record, gen_length, s, opening) if gen_length else float("nan")
-        for record, s in zip(group, seeds, strict=True)
-    ]
+    """Each record's metrics and fluency (NaN with ``gen_length`` 0) on the model as it is now; ``advance`` after
+    each record."""
+    metrics, fluent = [], []
+    for record in group:
+        metrics.append(record_metrics(lm, record, batch_size, opening))
+        s = record_seed(seed, record.case_id)
+        fluent.append(fluency(lm, record, gen_length, s, opening) if gen_length else float("nan"))
+        advance()
     return metrics, fluent
 
 
@@ -379,13 +393,17 @@ def _apply(
     layers: list[int],
     stats: dict[int, Any],
     prefixes: list[str],
-    keep: Path | None = None,
+    keep: Path | None,
+    advance: Callable[[], object],
 ) -> list[Edit | MemitEdit]:
     """The group's edits, computed and applied (undo them in reverse order); MEMIT's target searches kept in
-    ``keep`` (see ``memit``)."""
+    ``keep`` (see ``memit``); ``advance`` after each record's search or edit."""
     if isinstance(hp, MemitHparams):
         requests = [record.request for record in group]
-        return [memit(lm, requests, hp, layers=layers, stats=stats, prefixes=prefixes, keep=keep).apply()]
+        found = memit(
+            lm, requests, hp, layers=layers, stats=stats, prefixes=prefixes, keep=keep, advance=advance
+        )
+        return [found.apply()]
     done: list[Edit | MemitEdit] = []
     try:
         for record in group:  # one after another: each on the model with the earlier ones
@@ -394,6 +412,7 @@ def _apply(
                     lm, record.request, hp, layer=layers[0], stats=stats.get(layers[0]), prefixes=prefixes
                 ).apply()
             )
+            advance()
     except BaseException:
         for e in reversed(done):
             e.undo()
