@@ -16,9 +16,9 @@ MAGNITUDES = ("efficacy_magnitude", "paraphrase_magnitude", "neighborhood_magnit
 
 def child(args: list[str], out: Path, nice: int) -> dict[str, Any]:
     """``neuronmap edit-eval ARGS --out OUT`` unless OUT holds its results; its time and peak memory."""
-    if (out / "results.parquet").is_file():
-        stage = json.loads((out / "run.json").read_text())["stages"]["edit_eval"]
-        return {"seconds": stage.get("timing", {}).get("seconds"), "peak_mb": None, "reused": True}
+    if (out / "results.parquet").is_file():  # its time as the run recorded it; its peak memory is not kept
+        seconds = json.loads((out / "summary.json").read_text())["timing"]["seconds"]
+        return {"seconds": seconds, "peak_mb": None, "reused": True}
     command = [*NEURONMAP, "edit-eval", *args, "--out", str(out)]
     seconds, usage = run_timed(command, nice=nice)
     return {"seconds": round(seconds, 1), "peak_mb": round(usage.ru_maxrss / 1024), "reused": False}

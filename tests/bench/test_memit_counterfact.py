@@ -57,4 +57,8 @@ def test_memit_counterfact_on_a_tiny_model(tmp_path):
     table = rome_table(json.loads(result.read_text()), 2)
     assert "| tiny-gpt2, ROME at layer 0, clamp 4 | 2 |" in table and table.endswith("| not measured |")
     again = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, env=env, timeout=900)
-    assert again.returncode == 0 and json.loads(result.read_text())["entries"][1]["memit_run"]["reused"]
+    rerun = json.loads(result.read_text())["entries"][1]
+    assert again.returncode == 0 and rerun["memit_run"]["reused"]
+    # a run read back keeps the time it recorded
+    assert rerun["memit_run"]["seconds"] == json.loads((tmp_path / "runs" / "memit-2" / "summary.json").read_text())[
+        "timing"]["seconds"] > 0  # fmt: skip
