@@ -288,3 +288,73 @@ def test_memit_counterfact_matches_its_result_file(readme: str) -> None:
     ):
         assert piece in readme, piece
     assert round(100 * (unedited["neighborhood"] - rome["neighborhood"])) == 10  # "lost ten points"
+    (big,) = [e for e in result["entries"] if e["records"] == 100]
+    memit, unedited, rome = big["memit"], big["unedited"], big["rome_alone"]
+    others = sorted(set(big["memit_relations"]) - {"continent"})
+    run = big["memit_run"]
+    for piece in (
+        f"efficacy {100 * memit['efficacy']:.1f} for both, paraphrase {100 * memit['paraphrase']:.1f} against "
+        f"{100 * rome['paraphrase']:.1f}, and the neighbourhood falls to {100 * memit['neighborhood']:.1f} against "
+        f"{100 * unedited['neighborhood']:.1f} unedited (ROME alone {100 * rome['neighborhood']:.1f}): "
+        f"{100 * (unedited['neighborhood'] - memit['neighborhood']):.1f} points",
+        f"the other {100 - big['memit_relations']['continent']['records']} records' neighbours fall from "
+        f"{100 * _pooled(big['memit_relations'], others, 'unedited', 'neighborhood'):.1f} to "
+        f"{100 * _pooled(big['memit_relations'], others, 'edited', 'neighborhood'):.1f} (ROME alone: "
+        f"{100 * _pooled(big['rome_alone_relations'], others, 'edited', 'neighborhood'):.1f})",
+        f"({run['diagnostics'][0]['z_gap'][0]:.1f} -> {run['diagnostics'][0]['z_gap_after']:.1f})",
+        f"MEMIT took {run['seconds']:,.0f} s for the hundred",
+    ):
+        assert piece in readme, piece
+    assert memit["efficacy"] == rome["efficacy"] and memit["paraphrase"] < rome["paraphrase"]
+    assert memit["neighborhood"] < rome["neighborhood"]  # "does worse than ROME alone"
+
+
+def _pooled(relations: dict, names: list[str], state: str, metric: str) -> float:
+    """A metric over the records of several relations (each relation's mean weighted by its records)."""
+    n = sum(relations[r]["records"] for r in names)
+    return sum(relations[r]["records"] * relations[r][state][metric] for r in names) / n
+
+
+def test_rome_counterfact_table_matches_its_result_file(readme: str) -> None:
+    """The edit wing's 100-record ROME table and its prose, from the ROME-alone runs of the MEMIT comparison."""
+    from bench.memit_counterfact import rome_table
+
+    result = _result("memit_counterfact.json")
+    assert rome_table(result, 100) in (ROOT / "README.md").read_text()
+    (entry,) = [e for e in result["entries"] if e["records"] == 100]
+    rome, unedited, rel = entry["rome_alone"], entry["unedited"], entry["rome_alone_relations"]
+    settings = result["rome_settings"]
+    assert settings["kl_direction"] == "edited-clean" and settings["context_templates"] == "rome"
+    others = sorted(set(rel) - {"continent"})
+    losses = [
+        100 * (c["unedited"]["neighborhood"] - c["edited"]["neighborhood"])
+        for c in entry["rome_alone_chunks"]
+    ]
+    missed = round(100 * (1 - rome["efficacy"]))
+    for piece in (
+        f"with the shipped `smollm2-135m.json` (layer {settings['layer']}, `clamp_norm_factor` "
+        f"{settings['clamp_norm_factor']:g},",
+        f"Magnitudes (mean probability differences, points): efficacy {100 * rome['efficacy_magnitude']:.1f} "
+        f"(unedited {100 * unedited['efficacy_magnitude']:.1f}), paraphrase {100 * rome['paraphrase_magnitude']:.1f} "
+        f"({100 * unedited['paraphrase_magnitude']:.1f}), neighbourhood {100 * rome['neighborhood_magnitude']:.1f} "
+        f"({100 * unedited['neighborhood_magnitude']:.1f}).",
+        f"efficacy {100 * rome['efficacy']:.1f} ({missed} records not flipped, all of them continent records)",
+        f"neighbourhood {100 * (unedited['neighborhood'] - rome['neighborhood']):.1f} points below the unedited model",
+        f"fluency {rome['fluency'] - unedited['fluency']:+.2f} bits",
+        f"By chunk of {entry['rome_alone_run']['chunk']} records the neighbourhood loss ranged from "
+        f"{min(losses):.1f} to {max(losses):.1f} points",
+        f"The loss is in the {rel['continent']['records']} continent records",
+        f"{100 * rel['continent']['unedited']['neighborhood']:.1f} unedited, "
+        f"{100 * rel['continent']['edited']['neighborhood']:.1f} edited",
+        f"the other {100 - rel['continent']['records']} records ({len(others)} relations) lost "
+        f"{100 * (_pooled(rel, others, 'unedited', 'neighborhood') - _pooled(rel, others, 'edited', 'neighborhood')):.1f} "
+        f"points ({100 * _pooled(rel, others, 'unedited', 'neighborhood'):.1f} -> "
+        f"{100 * _pooled(rel, others, 'edited', 'neighborhood'):.1f})",
+    ):
+        assert piece in readme, piece
+    seconds = sorted(c["seconds"] for c in entry["rome_alone_run"]["chunks"])
+    middle = (seconds[(len(seconds) - 1) // 2] + seconds[len(seconds) // 2]) / 2
+    assert f"a median of {middle:.0f} s per chunk of 10 records" in readme
+    assert f"their times run from {seconds[0]:,.0f} to {seconds[-1]:,.0f} s" in readme
+    continent_missed = round(rel["continent"]["records"] * (1 - rel["continent"]["edited"]["efficacy"]))
+    assert continent_missed == missed  # "all of them continent records"
