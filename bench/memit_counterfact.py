@@ -87,14 +87,14 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
             entry["rome_sequential"] = scores(pd.read_parquet(out / "results.parquet"), "edited")
         entries.append(entry)
         print(table([entry]), flush=True)
-    rome = load_hparams(args.rome_hparams, model=args.model)
+    rome = load_hparams(args.rome_hparams, model=args.model).to_dict()
     return {
         "model": args.model,
         "facts": args.facts,
         "records_available": total,
         "memit_hparams": args.memit_hparams or "the model's hparams/memit file",
         "rome_hparams": args.rome_hparams or "the model's hparams file",
-        "rome_settings": {k: rome.to_dict()[k] for k in ROME_SETTINGS},
+        "rome_settings": {k: rome[k] for k in ROME_SETTINGS},
         "fluency": args.fluency,
         "entries": entries,
     }

@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -46,21 +47,34 @@ def test_vary_parses_values_and_combines_them_in_order():
         parse_vary(["clamp_norm_factor"])
 
 
-def test_sweep_on_a_tiny_model(tmp_path):
+def _stats(tmp_path: Path) -> dict:
+    """Second-moment settings from a small corpus: seconds on a tiny model."""
     corpus = tmp_path / "corpus.txt"
     corpus.write_text(CORPUS)
-    hp = RomeHparams(layer=0, v_num_grad_steps=2, context_template_length_params=((3, 1),), mom2_ridge=1e-3,
-                     mom2_corpus=str(corpus), mom2_n_tokens=100, mom2_max_length=32)  # fmt: skip
-    (tmp_path / "rome.json").write_text(json.dumps(hp.to_dict()))
-    result = tmp_path / "sweep.json"
+    return {"mom2_corpus": str(corpus), "mom2_n_tokens": 100, "mom2_max_length": 32}
+
+
+def _sweep(tmp_path: Path, hp: RomeHparams | MemitHparams, *args: str) -> tuple[list[str], dict, Any]:
+    """``python -m bench.edit_sweep`` on tiny-gpt2 from ``hp`` with ``args``: its command, environment and run."""
+    (tmp_path / "hp.json").write_text(json.dumps(hp.to_dict()))
     command = [
-        sys.executable, "-m", "bench.edit_sweep", "--model", "tiny-gpt2", "--hparams", str(tmp_path / "rome.json"),
-        "--vary", "clamp_norm_factor=1.0,2.0", "--layers", "0,1", "--offset", "0", "--limit", "1",
-        "--runs", str(tmp_path / "runs"), "--threads", "1", "--result", str(result),
+        sys.executable, "-m", "bench.edit_sweep", "--model", "tiny-gpt2", "--hparams", str(tmp_path / "hp.json"),
+        *args, "--offset", "0", "--runs", str(tmp_path / "runs"), "--threads", "1",
+        "--result", str(tmp_path / "sweep.json"),
     ]  # fmt: skip
     env = {**os.environ, "NEURONMAP_CACHE": str(tmp_path / "cache")}
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, env=env, timeout=900)
     assert done.returncode == 0, done.stderr
+    return command, env, done
+
+
+def test_sweep_on_a_tiny_model(tmp_path):
+    hp = RomeHparams(layer=0, v_num_grad_steps=2, context_template_length_params=((3, 1),), mom2_ridge=1e-3,
+                     **_stats(tmp_path))  # fmt: skip
+    command, env, done = _sweep(
+        tmp_path, hp, "--vary", "clamp_norm_factor=1.0,2.0", "--layers", "0,1", "--limit", "1"
+    )
+    result = tmp_path / "sweep.json"
     saved = json.loads(result.read_text())
     assert [(e["variant"]["clamp_norm_factor"], e["layer"]) for e in saved["entries"]] == [
         (1.0, 0), (1.0, 1), (2.0, 0), (2.0, 1)]  # fmt: skip
@@ -74,22 +88,11 @@ def test_sweep_on_a_tiny_model(tmp_path):
 
 
 def test_memit_sweep_varies_lambda_and_the_layer_range(tmp_path):
-    corpus = tmp_path / "corpus.txt"
-    corpus.write_text(CORPUS)
     hp = MemitHparams(layers=(0, 1), v_num_grad_steps=2, context_template_length_params=((3, 1),),
-                      mom2_corpus=str(corpus), mom2_n_tokens=100, mom2_max_length=32)  # fmt: skip
-    (tmp_path / "memit.json").write_text(json.dumps(hp.to_dict()))
-    result = tmp_path / "sweep.json"
-    command = [
-        sys.executable, "-m", "bench.edit_sweep", "--model", "tiny-gpt2", "--algorithm", "memit",
-        "--hparams", str(tmp_path / "memit.json"), "--vary", "layers=[0,1],[1]", "--vary",
-        "mom2_update_weight=10", "--offset", "0", "--limit", "2", "--runs", str(tmp_path / "runs"),
-        "--threads", "1", "--result", str(result),
-    ]  # fmt: skip
-    env = {**os.environ, "NEURONMAP_CACHE": str(tmp_path / "cache")}
-    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, env=env, timeout=900)
-    assert done.returncode == 0, done.stderr
-    saved = json.loads(result.read_text())
+                      **_stats(tmp_path))  # fmt: skip
+    _sweep(tmp_path, hp, "--algorithm", "memit", "--vary", "layers=[0,1],[1]", "--vary", "mom2_update_weight=10",
+           "--limit", "2")  # fmt: skip
+    saved = json.loads((tmp_path / "sweep.json").read_text())
     assert saved["algorithm"] == "memit"
     assert [(e["variant"]["layers"], e["layer"]) for e in saved["entries"]] == [([0, 1], "0,1"), ([1], "1")]
     written = json.loads((tmp_path / "runs" / "layers=1-mom2_update_weight=10" / "hparams.json").read_text())
@@ -98,4 +101,3 @@ def test_memit_sweep_varies_lambda_and_the_layer_range(tmp_path):
         tmp_path / "runs" / "layers=0,1-mom2_update_weight=10" / "eval" / "results.parquet"
     )
     assert set(rows["algorithm"]) == {"memit"} and set(rows["batch_size"]) == {2}  # both records at once
-    assert table(saved).splitlines()[0].startswith("| layers | mom2 update weight | range | efficacy |")

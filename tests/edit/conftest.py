@@ -48,9 +48,14 @@ def corpus_file(tmp_path):
 
 
 @pytest.fixture
-def memit_hparams(corpus_file):
-    """Few steps, two prefixes of one kind, statistics from the small corpus (100 tokens > 64 neurons: C is
-    invertible); ``mom2_update_weight`` 2, of the order of the new keys' K K^T, so that both terms count."""
+def small_stats(corpus_file):
+    """Second moments from the small corpus (100 tokens > 64 neurons: C is invertible)."""
+    return {"mom2_corpus": str(corpus_file), "mom2_n_tokens": 100, "mom2_max_length": 32}
+
+
+@pytest.fixture
+def memit_hparams(small_stats):
+    """Few steps, two prefixes of one kind, statistics from the small corpus; ``mom2_update_weight`` 2, of the order of the new keys' K K^T, so that both terms count."""
     from neuronmap.edit.hparams import MemitHparams
 
     return MemitHparams(
@@ -58,15 +63,13 @@ def memit_hparams(corpus_file):
         v_num_grad_steps=3,
         clamp_norm_factor=4.0,
         context_template_length_params=((3, 2),),
-        mom2_corpus=str(corpus_file),
-        mom2_n_tokens=100,
-        mom2_max_length=32,
         mom2_update_weight=2.0,
+        **small_stats,
     )
 
 
 @pytest.fixture
-def small_hparams(corpus_file):
+def small_hparams(small_stats):
     """Few steps, two prefixes, statistics from the small corpus: seconds on a tiny model."""
     from neuronmap.edit.hparams import RomeHparams
 
@@ -74,10 +77,8 @@ def small_hparams(corpus_file):
         layer=1,
         v_num_grad_steps=4,
         context_template_length_params=((3, 2),),
-        mom2_corpus=str(corpus_file),
-        mom2_n_tokens=100,
-        mom2_max_length=32,
         mom2_ridge=1e-3,
+        **small_stats,
     )
 
 

@@ -306,8 +306,8 @@ def _edit_group(
     it was. ``keep``: where MEMIT keeps the group's target searches (a group of hundreds resumes within)."""
     rows, diagnostics = [], []
     # a group of many records is one long step of the bar: its own bar counts the records scored and edited
-    steps = len(group) * (1 + 2 * len(plan.settings)) if len(group) > 1 else 0
-    with bar.subtask(f"group {index + 1}", steps, "step") if steps else nullcontext(Bar()) as sub:
+    steps = len(group) * (1 + 2 * len(plan.settings))
+    with bar.subtask(f"group {index + 1}", steps, "step") if len(group) > 1 else nullcontext(Bar()) as sub:
         pre, fl_pre = _score(lm, group, plan.batch_size, plan.opening, plan.length, plan.seed, sub.advance)
         done = []
         for setting in plan.settings:
