@@ -350,6 +350,18 @@ def test_every_hparams_file_ships_with_the_package():
     assert not missing, f"add a glob to pyproject.toml's package-data for {missing}"
 
 
+def _counting(module, monkeypatch) -> list[str]:
+    """The subjects whose target MEMIT searches (``compute_value`` calls), in order."""
+    real, searched = module.compute_value, []
+
+    def search(lm, layer, req, *args, **kwargs):
+        searched.append(req.subject)
+        return real(lm, layer, req, *args, **kwargs)
+
+    monkeypatch.setattr(module, "compute_value", search)
+    return searched
+
+
 def test_kept_target_searches_resume_a_stopped_mass_edit(deep, memit_hparams, tmp_path, monkeypatch):
     """With ``keep``, each request's target search is kept as it is done: stopped at the third search and run
     again, MEMIT searches only that one and gives, bit for bit, the edit computed without keeping anything."""
@@ -357,22 +369,19 @@ def test_kept_target_searches_resume_a_stopped_mass_edit(deep, memit_hparams, tm
 
     lm = deep("gpt2")
     whole = memit(lm, REQUESTS, memit_hparams)
-    real, searched = module.compute_value, []
+    searched = _counting(module, monkeypatch)
+    counted = module.compute_value
 
-    def search(lm, layer, req, *args, **kwargs):
-        searched.append(req.subject)
-        if len(searched) == 3 and "stopped" not in searched:
-            searched.append("stopped")
+    def stopping(lm, layer, req, *args, **kwargs):
+        if len(searched) == 2:
             raise KeyboardInterrupt
-        return real(lm, layer, req, *args, **kwargs)
+        return counted(lm, layer, req, *args, **kwargs)
 
-    monkeypatch.setattr(module, "compute_value", search)
+    monkeypatch.setattr(module, "compute_value", stopping)
     with pytest.raises(KeyboardInterrupt):
         memit(lm, REQUESTS, memit_hparams, keep=tmp_path / "z")
-    assert sorted(p.name for p in (tmp_path / "z").iterdir()) == [
-        "z-00000.safetensors",
-        "z-00001.safetensors",
-    ]
+    assert len(list((tmp_path / "z").glob("z-*.safetensors"))) == 2
+    monkeypatch.setattr(module, "compute_value", counted)
     searched.clear()
     resumed = memit(lm, REQUESTS, memit_hparams, keep=tmp_path / "z")
     assert searched == ["Amazon"]
@@ -381,8 +390,53 @@ def test_kept_target_searches_resume_a_stopped_mass_edit(deep, memit_hparams, tm
         assert torch.equal(a.left, b.left) and torch.equal(a.right, b.right)
     assert {k: v for k, v in resumed.info.items() if k != "seconds"} == {
         k: v for k, v in whole.info.items() if k != "seconds"}  # fmt: skip
-    # a kept search is used only for its own request
+    # a kept search is its request's wherever it stands in the batch
     searched.clear()
-    other = [REQUESTS[1], REQUESTS[0], REQUESTS[2]]
-    memit(lm, other, memit_hparams, keep=tmp_path / "z")
-    assert searched == ["Tokyo", "Eiffel Tower"]
+    memit(lm, [REQUESTS[1], REQUESTS[0]], memit_hparams, keep=tmp_path / "z")
+    assert searched == []
+
+
+def test_kept_searches_serve_a_lambda_or_range_sweep_and_nothing_else(
+    deep, memit_hparams, tmp_path, monkeypatch
+):
+    """A kept target serves an edit that differs only in what z does not read (lambda, the statistics, the range
+    below the last layer), giving the update computed from scratch; any setting the search reads, another last
+    layer, other prefixes or an edited model search again."""
+    from neuronmap.edit.algorithm import memit as module
+
+    lm = deep("gpt2")
+    keep = tmp_path / "z"
+    first = memit(lm, REQUESTS[:2], memit_hparams, keep=keep)
+    searched = _counting(module, monkeypatch)
+    last = memit_hparams.layers[-1]
+    for same in (
+        memit_hparams.replace(mom2_update_weight=memit_hparams.mom2_update_weight * 10),
+        memit_hparams.replace(layers=(last,)),
+    ):
+        reused = memit(lm, REQUESTS[:2], same, keep=keep)
+        assert searched == []
+        assert torch.equal(reused.zs, first.zs)
+        fresh = memit(lm, REQUESTS[:2], same)
+        for a, b in zip(reused.edits, fresh.edits, strict=True):
+            assert torch.allclose(a.left @ a.right.T, b.left @ b.right.T, rtol=0, atol=1e-12)
+        searched.clear()
+    for other in (memit_hparams.replace(v_lr=memit_hparams.v_lr / 2), memit_hparams.replace(layers=(0,))):
+        memit(lm, REQUESTS[:2], other, keep=keep)
+        assert searched == ["Eiffel Tower", "Tokyo"]
+        searched.clear()
+    memit(lm, REQUESTS[:2], memit_hparams, keep=keep, prefixes=["Once upon a time. "])
+    assert searched == ["Eiffel Tower", "Tokyo"]
+    searched.clear()
+    with first:
+        memit(lm, REQUESTS[:2], memit_hparams, keep=keep)
+    assert searched == ["Eiffel Tower", "Tokyo"]
+
+
+def test_the_weights_digest_reads_any_dtype(tiny_models):
+    """``weights_now`` hashes the bytes of the weights as stored: bfloat16 (no numpy dtype) included, and the
+    same weights in another dtype are another model."""
+    from neuronmap.edit.algorithm.memit import weights_now
+
+    digests = {dtype: weights_now(tiny_models("tiny-llama", dtype)) for dtype in ("float32", "bfloat16")}
+    assert digests["float32"] != digests["bfloat16"]
+    assert weights_now(tiny_models("tiny-llama", "bfloat16")) == digests["bfloat16"]

@@ -331,7 +331,7 @@ def run_edit(
     (``save_as`` "delta": a .safetensors file) or the edited model ("model": a Hugging Face folder), or None.
     """
     from neuronmap.edit.algorithm.edit import Edit, load_edit, rome, save_model
-    from neuronmap.edit.algorithm.memit import memit
+    from neuronmap.edit.algorithm.memit import memit, z_cache
     from neuronmap.edit.algorithm.memit_edit import MemitEdit
     from neuronmap.edit.algorithm.request import Request
     from neuronmap.edit.hparams import MemitHparams, edit_layers, load_edit_hparams
@@ -362,7 +362,7 @@ def run_edit(
     before = probs()
     edit: Edit | MemitEdit
     if isinstance(hp, MemitHparams):
-        edit = memit(lm, [request], hp, layers=chosen, progress=progress).apply()
+        edit = memit(lm, [request], hp, layers=chosen, progress=progress, keep=z_cache(lm)).apply()
         steps, delta_norm = edit.info["steps"][0], edit.info["delta_norm"][0]
     else:
         edit = rome(lm, request, hp, layer=chosen[0] if chosen else None, progress=progress).apply()

@@ -18,6 +18,7 @@ Each layer's update is applied while the next is computed, then all are undone: 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from collections.abc import Callable, Sequence
@@ -41,8 +42,9 @@ from neuronmap.edit.window import check_request
 from neuronmap.errors import NeuronmapError
 from neuronmap.models.loader import LoadedModel
 from neuronmap.models.output_hooks import OutputHooks, block_name, stop_after
+from neuronmap.models.registry import cache_root
 from neuronmap.progress import progress_bar
-from neuronmap.rundir import atomic_write_bytes
+from neuronmap.rundir import atomic_write_bytes, json_text
 
 
 def memit_left(keys: torch.Tensor, mom2: torch.Tensor, weight: float) -> torch.Tensor:
@@ -111,8 +113,10 @@ def memit(
     ``hparams`` defaults to the model family's file in ``hparams/memit/``; ``layers`` overrides its range.
     ``stats`` (E[k k^T] per layer) and ``prefixes`` are computed (and cached) when not given. Bad requests raise
     ``NeuronmapError`` before anything is computed; the model's weights are the same on return. ``keep``: a
-    folder where each request's target search (most of the cost) is kept as it is done, so that a stopped mass
-    edit, computed again with the same requests and settings, searches only the targets not yet found.
+    folder where each request's target search (most of the cost) is kept as it is done, named by all it depends
+    on (``z_key``), so that a stopped mass edit searches only the targets not yet found, and a later edit that
+    shares requests, the last layer and the search settings (a lambda or layer-range sweep, a larger batch of
+    the same records) reuses them.
     ``advance``: called after each target search (a caller's own progress bar).
     """
     start = time.perf_counter()
@@ -133,9 +137,10 @@ def memit(
     last = chosen[-1]
 
     values = []
+    kept = None if keep is None else (keep, weights_now(lm))
     with progress_bar("MEMIT z", total=len(reqs), unit="fact", enabled=progress) as bar:
-        for i, req in enumerate(reqs):
-            values.append(_value(lm, last, req, prefixes, hp, None if keep is None else keep / f"z-{i:05d}"))
+        for req in reqs:
+            values.append(_value(lm, last, req, prefixes, hp, kept))
             bar.advance()
             if advance is not None:
                 advance()
@@ -171,16 +176,60 @@ def memit(
     return MemitEdit(lm, edits, reqs, hp, zs, info)
 
 
+# Fields a target z does not depend on: the range below its last layer, the statistics and lambda (the keys'
+# side of the update). Every other field, present or future, is part of ``z_key``.
+_NOT_Z = frozenset(
+    {"layers", "relative_layers", "mom2_adjustment", "mom2_corpus", "mom2_n_tokens", "mom2_max_length",
+     "mom2_update_weight", "_source"}
+)  # fmt: skip
+
+
+def weights_now(lm: LoadedModel) -> str:
+    """A digest of the model as it is now: its weights when loaded, every MLP output projection now (what an
+    applied edit changes, so that a target searched on an edited model is never taken for the unedited one's),
+    and the kind of device it runs on (a GPU's search differs from the CPU's in the last bits)."""
+    digest = hashlib.sha256(f"{lm.weights_hash} {lm.device.type}".encode())
+    for layer in range(lm.n_layers):
+        weights = lm.adapter.neuron_weights(layer).detach().cpu().contiguous()
+        digest.update(weights.view(torch.uint8).numpy())  # bytes of any dtype, bfloat16 included
+    return digest.hexdigest()
+
+
+def z_cache(lm: LoadedModel) -> Path:
+    """The model's shared folder of target searches (``memit(keep=...)``) under ``$NEURONMAP_CACHE``."""
+    return cache_root() / "memit-z" / lm.weights_hash[:16]
+
+
+def z_key(model: str, layer: int, req: Request, prefixes: list[str], hp: MemitHparams) -> str:
+    """A name for the target search of ``req`` at ``layer`` on the model whose ``weights_now`` is ``model``: a
+    digest of those, the request, prefixes and every hparam the search reads."""
+    what = {
+        "model": model,
+        "layer": layer,
+        "request": req.to_dict(),
+        "prefixes": prefixes,
+        "hparams": {k: v for k, v in hp.to_dict().items() if k not in _NOT_Z},
+    }
+    return hashlib.sha256(json_text(what).encode()).hexdigest()[:32]
+
+
 def _value(
-    lm: LoadedModel, layer: int, req: Request, prefixes: list[str], hp: MemitHparams, keep: Path | None
+    lm: LoadedModel,
+    layer: int,
+    req: Request,
+    prefixes: list[str],
+    hp: MemitHparams,
+    keep: tuple[Path, str] | None,
 ) -> ValueResult:
-    """The request's target search, or the one kept in ``keep`` (``.safetensors``) for the same request; read back
-    from the file when it was just written, so that a resumed edit and an uninterrupted one use the same values."""
-    path = None if keep is None else keep.with_suffix(".safetensors")
+    """The request's target search, or the one kept in ``keep`` (folder, ``weights_now``) under its ``z_key``; read
+    back from the file when it was just written, so that a resumed edit and an uninterrupted one use the same
+    values."""
+    key = None if keep is None else z_key(keep[1], layer, req, prefixes, hp)
+    path = None if keep is None else keep[0] / f"z-{key}.safetensors"
     if path is not None and path.is_file():
         with safe_open(str(path), framework="pt") as fh:
             meta = json.loads((fh.metadata() or {}).get("value", "{}"))
-            if meta.get("request") == req.to_dict():
+            if meta.get("key") == key:
                 return ValueResult(
                     fh.get_tensor("delta"), meta["v_init_norm"], meta["losses"], fh.get_tensor("v_init")
                 )
@@ -192,7 +241,7 @@ def _value(
         "delta": value.delta.detach().cpu().contiguous(),
         "v_init": value.v_init.detach().cpu().contiguous(),
     }
-    meta = {"request": req.to_dict(), "v_init_norm": value.v_init_norm, "losses": value.losses}
+    meta = {"key": key, "request": req.to_dict(), "v_init_norm": value.v_init_norm, "losses": value.losses}
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(save(tensors, metadata={"value": json.dumps(meta)}), path)
     return _value(lm, layer, req, prefixes, hp, keep)

@@ -37,7 +37,7 @@ import pandas as pd
 
 from neuronmap.edit.algorithm.context import context_prefixes
 from neuronmap.edit.algorithm.edit import Edit, rome
-from neuronmap.edit.algorithm.memit import memit
+from neuronmap.edit.algorithm.memit import memit, z_cache
 from neuronmap.edit.algorithm.memit_edit import MemitEdit
 from neuronmap.edit.dsets.counterfact import Record
 from neuronmap.edit.experiments.fluency import generate, ngram_entropy, record_seed
@@ -256,8 +256,7 @@ def evaluate(
             part = None if parts is None else parts / f"group-{index:05d}.parquet"
             if part is not None and part.is_file():
                 bar.skip(len(group) * len(settings))
-            keep = None if parts is None else parts / f"group-{index:05d}-z"  # MEMIT's; ROME keeps nothing
-            table, extra = kept(part, partial(_edit_group, lm, group, index, plan, bar, keep))
+            table, extra = kept(part, partial(_edit_group, lm, group, index, plan, bar))
             rows += table.to_dict("records")
             diagnostics += extra
     results = pd.DataFrame(rows)
@@ -300,10 +299,11 @@ class _Plan:
 
 
 def _edit_group(
-    lm: LoadedModel, group: list[Record], index: int, plan: _Plan, bar: Bar, keep: Path | None = None
+    lm: LoadedModel, group: list[Record], index: int, plan: _Plan, bar: Bar
 ) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
     """The ``index``-th group's rows (one per record and setting) and MEMIT's diagnostics; the model is left as
-    it was. ``keep``: where MEMIT keeps the group's target searches (a group of hundreds resumes within)."""
+    it was. MEMIT's target searches are kept in the model's shared ``z_cache`` (a group of hundreds resumes
+    within; a later run with the same records and search settings reuses them)."""
     rows, diagnostics = [], []
     # a group of many records is one long step of the bar: its own bar counts the records scored and edited
     steps = len(group) * (1 + 2 * len(plan.settings))
@@ -311,7 +311,7 @@ def _edit_group(
         pre, fl_pre = _score(lm, group, plan.batch_size, plan.opening, plan.length, plan.seed, sub.advance)
         done = []
         for setting in plan.settings:
-            edits = _apply(lm, group, plan.hp, setting, plan.stats, plan.prefixes, keep, sub.advance)
+            edits = _apply(lm, group, plan.hp, setting, plan.stats, plan.prefixes, sub.advance)
             try:
                 scored = _score(lm, group, plan.batch_size, plan.opening, plan.length, plan.seed, sub.advance)
             finally:
@@ -393,15 +393,14 @@ def _apply(
     layers: list[int],
     stats: dict[int, Any],
     prefixes: list[str],
-    keep: Path | None,
     advance: Callable[[], object],
 ) -> list[Edit | MemitEdit]:
-    """The group's edits, computed and applied (undo them in reverse order); MEMIT's target searches kept in
-    ``keep`` (see ``memit``); ``advance`` after each record's search or edit."""
+    """The group's edits, computed and applied (undo them in reverse order); MEMIT's target searches kept in the
+    model's ``z_cache`` (see ``memit``); ``advance`` after each record's search or edit."""
     if isinstance(hp, MemitHparams):
         requests = [record.request for record in group]
         found = memit(
-            lm, requests, hp, layers=layers, stats=stats, prefixes=prefixes, keep=keep, advance=advance
+            lm, requests, hp, layers=layers, stats=stats, prefixes=prefixes, keep=z_cache(lm), advance=advance
         )
         return [found.apply()]
     done: list[Edit | MemitEdit] = []
