@@ -191,7 +191,7 @@ def weights_now(lm: LoadedModel) -> str:
     digest = hashlib.sha256(f"{lm.weights_hash} {lm.device.type}".encode())
     for layer in range(lm.n_layers):
         weights = lm.adapter.neuron_weights(layer).detach().cpu().contiguous()
-        digest.update(weights.view(torch.uint8).numpy())  # bytes of any dtype, bfloat16 included
+        digest.update(weights.view(torch.uint8).numpy().data)  # bytes of any dtype, bfloat16 included
     return digest.hexdigest()
 
 
