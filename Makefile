@@ -61,7 +61,7 @@ demo: setup
 	$(NM) explore $(DEMO)/wiki-events --figures
 
 test: setup
-	$(BIN)/python -m pytest -q -n 2 --dist loadfile tests
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile --durations=20 tests
 
 # The edit-test loop: the suite without the tests that run the embedded pretrained model (marker `integration`).
 test-fast: setup

@@ -15,7 +15,9 @@ score among rows whose neighbourhood is within 10 points of the unedited model's
 
 ``--algorithm memit`` sweeps the model's ``hparams/memit/`` file instead: each variant writes the records together
 (``--batch``, default all of them) over the file's layer range, which ``--vary layers=[1,2,3,4],[3,4]`` varies
-(e.g. ``--vary mom2_update_weight=1500,4800,15000``); a row is a variant and its range.
+(e.g. ``--vary mom2_update_weight=1500,4800,15000``); a row is a variant and its range; runs and result are
+``memit-MODEL``'s. The variants share their target searches (MEMIT's z does not depend on lambda or the range
+below its last layer: see ``memit``'s ``keep``), so a sweep searches each record once per last layer.
 """
 
 from __future__ import annotations
@@ -160,9 +162,15 @@ def main() -> None:
     parser.add_argument("--runs", type=Path, default=None, help="where the runs go (runs/edit-sweep/MODEL)")
     parser.add_argument("--threads", type=int, default=2, help="torch threads of the runs")
     parser.add_argument("--nice", type=int, default=0, help="niceness of the runs (share the machine)")
-    parser.add_argument("--result", type=Path, default=None, help="bench/results/edit_sweep-MODEL.json")
+    parser.add_argument(
+        "--result",
+        type=Path,
+        default=None,
+        help="bench/results/edit_sweep-MODEL.json (MEMIT: edit_sweep-memit-MODEL.json)",
+    )
     args = parser.parse_args()
-    name = args.model.rstrip("/").split("/")[-1]
+    # a MEMIT sweep of a model has runs and a result file apart from its ROME sweep
+    name = ("memit-" if args.algorithm == "memit" else "") + args.model.rstrip("/").split("/")[-1]
     args.runs = args.runs or Path("runs/edit-sweep") / name
     result_path = args.result or HERE / "results" / f"edit_sweep-{name}.json"
     result = measure(args)
