@@ -14,11 +14,19 @@ METRICS = ("efficacy", "paraphrase", "neighborhood", "score")
 MAGNITUDES = ("efficacy_magnitude", "paraphrase_magnitude", "neighborhood_magnitude")
 
 
-def child(args: list[str], out: Path, nice: int) -> dict[str, Any]:
-    """``neuronmap edit-eval ARGS --out OUT`` unless OUT holds its results; its time and peak memory."""
+def child(args: list[str], out: Path, nice: int, hparams: dict[str, Any]) -> dict[str, Any]:
+    """``neuronmap edit-eval ARGS --out OUT`` unless OUT holds its results; its time and peak memory. ``hparams``
+    (``to_dict()`` of the hparams ARGS name) must be those of a run found in OUT: results of other settings (an
+    hparams file changed since) are refused, never reported as the current ones'."""
     if (out / "results.parquet").is_file():  # its time as the run recorded it; its peak memory is not kept
-        seconds = json.loads((out / "summary.json").read_text())["timing"]["seconds"]
-        return {"seconds": seconds, "peak_mb": None, "reused": True}
+        summary = json.loads((out / "summary.json").read_text())
+        differ = sorted(k for k in {*summary["hparams"], *hparams} - {"_source"}
+                        if summary["hparams"].get(k) != hparams.get(k))  # fmt: skip
+        if differ:
+            raise SystemExit(
+                f"{out} holds a run with other hparams ({', '.join(differ)}): move it away to measure these"
+            )
+        return {"seconds": summary["timing"]["seconds"], "peak_mb": None, "reused": True}
     command = [*NEURONMAP, "edit-eval", *args, "--out", str(out)]
     seconds, usage = run_timed(command, nice=nice)
     return {"seconds": round(seconds, 1), "peak_mb": round(usage.ru_maxrss / 1024), "reused": False}

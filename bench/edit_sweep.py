@@ -91,7 +91,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
                    "--threads", str(args.threads)]  # fmt: skip
         command += ["--layers", layers] if layers else []
         command += ["--algorithm", "memit", "--batch", str(args.batch or args.limit)] if memit else []
-        run = child(command, out / "eval", args.nice)
+        run = child(command, out / "eval", args.nice, hp.to_dict())
         rows = pd.read_parquet(out / "eval" / "results.parquet")
         # ROME: one row per record and layer edited; MEMIT: one range per run (``layers``)
         for layer, at in rows.groupby("layers" if memit else "layer", sort=True):
@@ -104,6 +104,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         "facts": args.facts,
         "records": [args.offset, args.offset + args.limit - 1],
         "hparams": args.hparams or "the model's hparams file",
+        "base_hparams": base.to_dict(),  # what each variant changes, as it was when the sweep ran
         "entries": entries,
     }
 
@@ -119,12 +120,14 @@ def best(entries: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def table(result: dict[str, Any]) -> str:
-    """A Markdown table: per variant and layer, ES / PS / NS / score in percent; the best row in bold."""
+    """A Markdown table: per variant and layer, ES / PS / NS / score in percent; the best row in bold. A MEMIT
+    sweep's varied ``layers`` show in its range column alone."""
     entries = result["entries"]
-    fields = list(entries[0]["variant"]) if entries else []
+    memit = result.get("algorithm") == "memit"
+    fields = [f for f in (entries[0]["variant"] if entries else []) if not (memit and f == "layers")]
     chosen = best(entries) if entries else None
     head = [f.replace("_", " ") for f in fields] + [
-        "range" if result.get("algorithm") == "memit" else "layer",
+        "range" if memit else "layer",
         "efficacy",
         "paraphrase",
         "neighbourhood",

@@ -34,14 +34,23 @@ RESULT = HERE / "results" / "memit_counterfact.json"
 FACTS = "builtin:counterfact-lite"
 ROME_MODES = ("alone", "sequential")
 ROME_SETTINGS = ("layer", "clamp_norm_factor", "kl_direction", "context_templates", "v_num_grad_steps")
+MEMIT_SETTINGS = (
+    "layers",
+    "mom2_update_weight",
+    "clamp_norm_factor",
+    "context_templates",
+    "v_num_grad_steps",
+)
 
 
 def measure(args: argparse.Namespace) -> dict[str, Any]:
     import pandas as pd
 
     from neuronmap.edit.dsets import load_records
-    from neuronmap.edit.hparams import load_hparams
+    from neuronmap.edit.hparams import load_hparams, load_memit_hparams
 
+    rome = load_hparams(args.rome_hparams, model=args.model).to_dict()
+    memit = load_memit_hparams(args.memit_hparams, model=args.model).to_dict()
     total = len(load_records(args.facts))
     sizes = sorted({total if s == "all" else min(int(s), total) for s in args.sizes.split(",")})
     common = ["--model", args.model, "--facts", args.facts, "--threads", str(args.threads)]
@@ -56,12 +65,12 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         for offset in range(0, max(sizes), args.chunk):
             out = args.runs / "rome-alone" / str(offset)
             chunk = ["--offset", str(offset), "--limit", str(min(args.chunk, max(sizes) - offset))]
-            chunks.append(child([*common, *rome_args, *chunk], out, args.nice))
+            chunks.append(child([*common, *rome_args, *chunk], out, args.nice, rome))
             alone_rows = pd.concat([alone_rows, pd.read_parquet(out / "results.parquet")], ignore_index=True)
         alone_run = {"chunks": chunks, "chunk": args.chunk}
     for n in sizes:
         out = args.runs / f"memit-{n}"
-        run = child([*common, *memit_args, "--batch", str(n), "--limit", str(n)], out, args.nice)
+        run = child([*common, *memit_args, "--batch", str(n), "--limit", str(n)], out, args.nice, memit)
         rows = pd.read_parquet(out / "results.parquet")
         summary = json.loads((out / "summary.json").read_text())
         entry: dict[str, Any] = {
@@ -83,11 +92,10 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         if "sequential" in modes:
             out = args.runs / f"rome-sequential-{n}"
             entry["rome_sequential_run"] = child([*common, *rome_args, "--batch", str(n), "--limit", str(n)], out,
-                                                 args.nice)  # fmt: skip
+                                                 args.nice, rome)  # fmt: skip
             entry["rome_sequential"] = scores(pd.read_parquet(out / "results.parquet"), "edited")
         entries.append(entry)
         print(table([entry]), flush=True)
-    rome = load_hparams(args.rome_hparams, model=args.model).to_dict()
     return {
         "model": args.model,
         "facts": args.facts,
@@ -95,6 +103,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         "memit_hparams": args.memit_hparams or "the model's hparams/memit file",
         "rome_hparams": args.rome_hparams or "the model's hparams file",
         "rome_settings": {k: rome[k] for k in ROME_SETTINGS},
+        "memit_settings": {k: memit[k] for k in MEMIT_SETTINGS},
         "fluency": args.fluency,
         "entries": entries,
     }

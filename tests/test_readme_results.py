@@ -273,7 +273,8 @@ def test_memit_counterfact_matches_its_result_file(readme: str) -> None:
     (entry,) = [e for e in result["entries"] if e["records"] == 10]
     memit, unedited, rome = entry["memit"], entry["unedited"], entry["rome_alone"]
     diagnostics = entry["memit_run"]["diagnostics"][0]
-    lam = load_memit_hparams(model="smollm2-135m").mom2_update_weight
+    lam = result["memit_settings"]["mom2_update_weight"]  # the file the runs used, kept in bench/hparams/
+    assert load_memit_hparams(ROOT / result["memit_hparams"]).mom2_update_weight == lam
     for piece in (
         f"kept the neighbours ({100 * memit['neighborhood']:.1f} against {100 * unedited['neighborhood']:.1f} "
         f"unedited, where ROME alone lost ten points)",
@@ -282,6 +283,8 @@ def test_memit_counterfact_matches_its_result_file(readme: str) -> None:
         f"fell from {diagnostics['z_gap'][0]:.1f} before the first layer's update to only "
         f"{diagnostics['z_gap_after']:.1f} after the last",
         f"lambda of {lam:,.0f}",
+        f"the MEMIT file of its time, before the sweep below (`{result['memit_hparams']}`): layers "
+        f"{result['memit_settings']['layers'][0]}-{result['memit_settings']['layers'][-1]} and lambda {lam:,.0f}",
         f"({memit['fluency']:.2f} bits against {unedited['fluency']:.2f}; ROME {rome['fluency']:.2f})",
         f"MEMIT took {entry['memit_run']['seconds']:.0f} s for the ten",
         f"ROME {entry['rome_alone_run']['chunks'][0]['seconds']:,.0f} s for its ten edits",
@@ -358,3 +361,37 @@ def test_rome_counterfact_table_matches_its_result_file(readme: str) -> None:
     assert f"their times run from {seconds[0]:,.0f} to {seconds[-1]:,.0f} s" in readme
     continent_missed = round(rel["continent"]["records"] * (1 - rel["continent"]["edited"]["efficacy"]))
     assert continent_missed == missed  # "all of them continent records"
+
+
+def test_memit_sweep_matches_its_result_file(readme: str) -> None:
+    """The MEMIT lambda x range table, its prose and the shipped lambda, from the sweep's result file."""
+    from bench.edit_sweep import best, table
+    from neuronmap.edit.hparams import load_memit_hparams
+
+    result = _result("edit_sweep-memit-smollm2-135m.json")
+    assert result["algorithm"] == "memit" and result["records"] == [100, 109]
+    assert table(result) in (ROOT / "README.md").read_text()
+    entries = {
+        (e["variant"]["mom2_update_weight"], tuple(e["variant"]["layers"])): e for e in result["entries"]
+    }
+    unedited, chosen = result["unedited"], best(result["entries"])
+    top = max(e["edited"]["score"] for e in result["entries"])
+    shipped = load_memit_hparams(None, model="smollm2-135m")
+    # the shipped file: the rule's lambda, over the widest range that ties for the best score (to 0.1 point)
+    tied = [r for (w, r), e in entries.items() if w == shipped.mom2_update_weight
+            and round(100 * e["edited"]["score"], 1) == round(100 * top, 1)]  # fmt: skip
+    assert chosen["variant"]["mom2_update_weight"] == shipped.mom2_update_weight and len(tied) == 2
+    assert shipped.layers == max(tied, key=len)
+    seconds = [e["run"]["seconds"] for e in result["entries"]]
+    old, new = entries[(4800, (1, 2, 3, 4))], entries[(500, (1, 2, 3, 4))]
+    for piece in (
+        f"(unedited: efficacy {100 * unedited['efficacy']:.1f}, paraphrase {100 * unedited['paraphrase']:.1f}, "
+        f"neighbourhood {100 * unedited['neighborhood']:.1f};",
+        f"over layers 1-4 it carried {100 * old['edited']['paraphrase']:.1f}% of the paraphrases against "
+        f"{100 * new['edited']['paraphrase']:.1f}% at 500",
+        f"The twelve runs took {sum(seconds):.0f} s on one thread: the first searched the ten targets "
+        f"({max(seconds):.0f} s), the other eleven reused them ({min(seconds):.0f}-"
+        f"{sorted(seconds)[-2]:.0f} s each)",
+    ):
+        assert piece in readme, piece
+    assert len(seconds) == 12 and max(seconds) == entries[(1500, (1, 2, 3, 4))]["run"]["seconds"]

@@ -94,7 +94,13 @@ def test_memit_sweep_varies_lambda_and_the_layer_range(tmp_path):
            "--limit", "2")  # fmt: skip
     saved = json.loads((tmp_path / "sweep.json").read_text())
     assert saved["algorithm"] == "memit"
+    assert saved["base_hparams"] == hp.to_dict()
     assert [(e["variant"]["layers"], e["layer"]) for e in saved["entries"]] == [([0, 1], "0,1"), ([1], "1")]
+    # the varied range shows once, as the range each run wrote
+    assert (
+        table(saved).splitlines()[0]
+        == "| mom2 update weight | range | efficacy | paraphrase | neighbourhood | score |"
+    )
     written = json.loads((tmp_path / "runs" / "layers=1-mom2_update_weight=10" / "hparams.json").read_text())
     assert written["layers"] == [1] and written["mom2_update_weight"] == 10
     rows = pd.read_parquet(

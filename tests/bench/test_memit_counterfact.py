@@ -54,6 +54,7 @@ def test_memit_counterfact_on_a_tiny_model(tmp_path):
         assert two["rome_alone_chunks"][0]["edited"][metric] == entries[0]["rome_alone"][metric]
     for method in ("memit", "rome_alone"):
         assert sum(r["records"] for r in two[f"{method}_relations"].values()) == 2
+    assert json.loads(result.read_text())["memit_settings"]["layers"] == [0]
     table = rome_table(json.loads(result.read_text()), 2)
     assert "| tiny-gpt2, ROME at layer 0, clamp 4 | 2 |" in table and table.endswith("| not measured |")
     again = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, env=env, timeout=900)
