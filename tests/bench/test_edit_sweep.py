@@ -94,7 +94,7 @@ def test_memit_sweep_varies_lambda_and_the_layer_range(tmp_path):
            "--limit", "2")  # fmt: skip
     saved = json.loads((tmp_path / "sweep.json").read_text())
     assert saved["algorithm"] == "memit"
-    assert saved["base_hparams"] == hp.to_dict()
+    assert saved["base_hparams"] == {"_source": str(tmp_path / "hp.json"), **hp.to_dict()}  # the file read
     assert [(e["variant"]["layers"], e["layer"]) for e in saved["entries"]] == [([0, 1], "0,1"), ([1], "1")]
     # the varied range shows once, as the range each run wrote
     assert (
