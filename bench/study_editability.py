@@ -135,7 +135,7 @@ def command(args: argparse.Namespace) -> list[str]:
     return [
         sys.executable, "-m", "neuronmap", "study", "editability", "--model", args.model, "--facts", args.facts,
         "--limit", str(args.limit), "--keep", "rank", "--steps", "20", "--prefixes", "hparams",
-        "--threads", str(args.threads), "--out", str(args.out),
+        "--threads", str(args.threads), "--workers", str(args.workers), "--out", str(args.out),
     ]  # fmt: skip
 
 
@@ -147,6 +147,7 @@ def main() -> None:
     parser.add_argument("--facts", default="builtin:facts")
     parser.add_argument("--limit", type=int, default=110, help="the first N facts (those kept are studied)")
     parser.add_argument("--threads", type=int, default=2, help="torch threads of the run")
+    parser.add_argument("--workers", type=int, default=1, help="processes editing facts (sharing --threads)")
     parser.add_argument("--nice", type=int, default=0, help="niceness of the run (share the machine)")
     parser.add_argument(
         "--out", type=Path, default=Path("runs/study-smollm2-full"), help="the study's folder"

@@ -12,6 +12,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import torch
+
+from neuronmap.errors import NeuronmapError
 
 CORPUS = [
     "The Eiffel Tower is a wrought-iron lattice tower in Paris, France.",
@@ -100,6 +103,7 @@ def test_study_end_to_end(tmp_path, hparams_file):
         (["--facts", "missing.json"], "missing.json"),
         (["--limit", "0"], "--limit"),
         (["--model", "tiny-gpt2", "--layers", "0,7"], "layer 7"),
+        (["--workers", "0"], "--workers must be at least 1, got 0"),
     ],
 )
 def test_cli_errors_are_one_line(args, message, tmp_path, capsys, monkeypatch):
@@ -236,14 +240,14 @@ def test_a_stopped_study_resumes_from_the_facts_done(tmp_path, hparams_file, mon
     traces and edits only the facts not done and writes an uninterrupted run's tables. Another setting starts
     again."""
     from neuronmap.models.loader import load_model
-    from neuronmap.study import api, profiles, study_editability
+    from neuronmap.study import editability, profiles, study_editability
 
     lm = load_model("tiny-gpt2", dtype="float64")
     options = {"limit": 4, "hparams": str(hparams_file), "keep": "all", "n_boot": 100, "flip_iters": 2,
                "samples": 2, "formats": (), "progress": False}  # fmt: skip
     study_editability(lm, "builtin:facts", tmp_path / "whole", **options)
     calls: dict[str, list[int]] = {"trace": [], "edit": []}
-    real_trace, real_edit = profiles._trace_one, api._edit_one
+    real_trace, real_edit = profiles._trace_one, editability.edit_fact
 
     def trace(lm, f, *args):
         calls["trace"].append(f.fact_id)
@@ -257,7 +261,7 @@ def test_a_stopped_study_resumes_from_the_facts_done(tmp_path, hparams_file, mon
         return real_edit(lm, f, *args)
 
     monkeypatch.setattr(profiles, "_trace_one", trace)
-    monkeypatch.setattr(api, "_edit_one", edit)
+    monkeypatch.setattr(editability, "edit_fact", edit)
     out = tmp_path / "stopped"
     with pytest.raises(Stopped):
         study_editability(lm, "builtin:facts", out, **options)
@@ -278,3 +282,33 @@ def test_a_stopped_study_resumes_from_the_facts_done(tmp_path, hparams_file, mon
     with pytest.raises(Stopped):
         study_editability(lm, "builtin:facts", out, **{**options, "samples": 3})
     assert calls["trace"] == facts and len(list((out / "parts").glob("edits-*.parquet"))) == 0
+
+
+def test_workers_edit_the_facts_as_one_process_does(tmp_path, hparams_file):
+    """Two worker processes, each loading the model by its name, give the tables of one process byte for byte
+    (with as many threads per process: the sums of several threads round otherwise); a model whose name loads other weights is refused with a message, before any fact is written."""
+    from neuronmap.models.loader import load_model
+    from neuronmap.study import study_editability
+
+    lm = load_model("tiny-gpt2", dtype="float64")
+    options = {"limit": 4, "hparams": str(hparams_file), "keep": "all", "n_boot": 100, "flip_iters": 2,
+               "samples": 2, "formats": (), "progress": False}  # fmt: skip
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # the workers' share: one thread each, as the single process has here
+    try:
+        study_editability(lm, "builtin:facts", tmp_path / "one", **options)
+        study_editability(lm, "builtin:facts", tmp_path / "two", workers=2, **options)
+    finally:
+        torch.set_num_threads(threads)
+    for table in ("sweep", "facts", "correlations"):
+        assert (tmp_path / "two" / f"{table}.parquet").read_bytes() == (
+            tmp_path / "one" / f"{table}.parquet"
+        ).read_bytes()
+    with torch.no_grad():
+        next(lm.model.parameters()).add_(1.0)  # the weights no longer those the name loads
+    lm.weights_hash = "changed"
+    with pytest.raises(
+        NeuronmapError, match="--workers: the model 'tiny-gpt2' loaded in a worker has other weights"
+    ):
+        study_editability(lm, "builtin:facts", tmp_path / "other", workers=2, **options)
+    assert not list((tmp_path / "other" / "parts").glob("edits-*"))

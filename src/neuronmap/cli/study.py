@@ -62,6 +62,12 @@ def study_editability_cmd(
     device: Device = None,
     dtype: Dtype = None,
     threads: Threads = None,
+    workers: Annotated[
+        int,
+        typer.Option(
+            help="Processes that edit facts in parallel, each loading the model and sharing --threads."
+        ),
+    ] = 1,
 ) -> None:
     """Which facts are easy to edit: representation shape (causal and neuron traces) against ROME editability."""
     figures = formats(figure_format)
@@ -69,7 +75,7 @@ def study_editability_cmd(
     check_facts_file(facts)
     check_study_options(
         keep=keep, min_p=min_p, flip_mode=flip_mode, prefixes=prefixes, trace_every=trace_every,
-        samples=samples, steps=steps, flip_iters=flip_iters, n_boot=bootstrap,
+        samples=samples, steps=steps, flip_iters=flip_iters, n_boot=bootstrap, workers=workers,
     )  # fmt: skip
     lm = load_model_checked(model, device, dtype, threads)
     from neuronmap.study.api import study_editability
@@ -92,6 +98,7 @@ def study_editability_cmd(
         n_boot=bootstrap,
         seed=seed,
         formats=figures,
+        workers=workers,
     )
     con = stdout()
     con.print(

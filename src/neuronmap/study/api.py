@@ -48,7 +48,7 @@ from neuronmap.rundir import (
     start_with_parts,
 )
 from neuronmap.study import editability as ed
-from neuronmap.study import report, shape
+from neuronmap.study import parallel, report, shape
 from neuronmap.study import stats as st
 from neuronmap.study.config import RANK_MIN_P, check_study_options, inclusion
 from neuronmap.study.facts import DEFAULT, StudyFact, load_study_facts
@@ -98,12 +98,14 @@ def study_editability(
     seed: int = 0,
     formats: Sequence[str] = ("png", "svg"),
     progress: bool = True,
+    workers: int = 1,
 ) -> dict[str, Any]:
-    """Run the study into ``out`` and return its summary (see the module docstring and the README)."""
+    """Run the study into ``out`` and return its summary (see the module docstring and the README); ``workers``
+    processes edit the facts (``study.parallel``: the model is loaded again in each, by its name)."""
     start = time.perf_counter()
     check_study_options(
         keep=keep, min_p=min_p, flip_mode=flip_mode, prefixes=prefixes, trace_every=trace_every,
-        samples=samples, steps=steps, flip_iters=flip_iters, n_boot=n_boot, noise=noise,
+        samples=samples, steps=steps, flip_iters=flip_iters, n_boot=n_boot, noise=noise, workers=workers,
     )  # fmt: skip
     chosen = load_study_facts(facts, limit=limit, seed=seed)
     lm = load_model(model) if isinstance(model, str) else model
@@ -162,9 +164,8 @@ def study_editability(
         if hp.mom2_adjustment:
             stats = hparams_moments(lm, hp, sweep, progress)
         setup = ed.EditSetup(hp, [""] if prefixes == "bare" else context_prefixes(lm, hp), stats, opening)
-        sweep_rows, flips = _edit_all(
-            lm, known, setup, sweep, edit_layer, (flip_mode, flip_iters), progress, parts
-        )
+        plan = ed.SweepPlan(setup, tuple(sweep), edit_layer, (flip_mode, flip_iters))
+        sweep_rows, flips = _edit_all(lm, known, plan, progress, parts, workers)
         timings["edits"], clock = round(time.perf_counter() - clock, 1), time.perf_counter()
         # 4. tables (written first: the measurements outlive a failure below), statistics, report
         atomic_write_parquet(profiles, out / "profiles.parquet")
@@ -255,50 +256,25 @@ def study_editability(
 def _edit_all(
     lm: LoadedModel,
     facts: Sequence[StudyFact],
-    setup: ed.EditSetup,
-    sweep: Sequence[int],
-    edit_layer: int,
-    flip: tuple[str, int],
+    plan: ed.SweepPlan,
     progress: bool,
     parts: Path | None = None,
+    workers: int = 1,
 ) -> tuple[list[dict[str, Any]], dict[int, tuple[float, str]]]:
-    """Each fact edited at each sweep layer, and its flip norm at ``edit_layer`` (``flip``: mode, iterations);
-    each fact's edits kept in ``parts`` as they are done (``rundir.kept``)."""
+    """Each fact edited by ``plan``; each fact's edits kept in ``parts`` as they are done (``rundir.kept``), by
+    ``workers`` processes when more than one (``study.parallel``)."""
     rows, flips = [], {}
-    with progress_bar("edits", total=len(facts) * len(sweep), unit="edit", enabled=progress) as bar:
+    with progress_bar("edits", total=len(facts) * len(plan.sweep), unit="edit", enabled=progress) as bar:
+        if workers > 1 and parts is not None:
+            parallel.edit_in_workers(lm, facts, plan, parts, workers, bar)
         for f in facts:
-            part = None if parts is None else parts / f"edits-{f.fact_id:05d}.parquet"
-            if part is not None and part.is_file():
-                bar.skip(len(sweep))
-            table, (norm, status) = kept(part, partial(_edit_one, lm, f, setup, sweep, edit_layer, flip, bar))
+            part = None if parts is None else ed.edits_part(parts, f)
+            if workers == 1 and part is not None and part.is_file():
+                bar.skip(len(plan.sweep))
+            table, (norm, status) = kept(part, partial(ed.edit_fact, lm, f, plan, bar.advance))
             rows += table.to_dict("records")
             flips[f.fact_id] = (norm, status)
     return rows, flips
-
-
-def _edit_one(
-    lm: LoadedModel,
-    f: StudyFact,
-    setup: ed.EditSetup,
-    sweep: Sequence[int],
-    edit_layer: int,
-    flip: tuple[str, int],
-    bar: Any,
-) -> tuple[pd.DataFrame, tuple[float, str]]:
-    rows = []
-    pre = ed.probabilities(lm, f, setup.opening)
-    for layer in sweep:
-        edit = setup.edit(lm, f, layer)
-        with edit:
-            post = ed.probabilities(lm, f, setup.opening)
-        row = {"fact_id": f.fact_id, "layer": layer, **ed.edit_scores(pre, post)}
-        row["delta_rel"] = ed.relative_delta(edit)
-        row["steps"] = edit.info["steps"]
-        if layer == edit_layer:
-            flipped = ed.flip_norm(lm, f, setup, layer, edit, *flip)
-        rows.append(row)
-        bar.advance()
-    return pd.DataFrame(rows), flipped
 
 
 def live_index(profile: pd.DataFrame) -> int:

@@ -42,6 +42,7 @@ def check_study_options(
     flip_iters: int = 8,
     n_boot: int = 2000,
     noise: float = 3.0,
+    workers: int = 1,
 ) -> None:
     """The first mistake in the study's options (``study_editability``'s defaults), as the CLI names them."""
     if keep not in KEEP:
@@ -52,7 +53,8 @@ def check_study_options(
         raise NeuronmapError(f"--flip-mode takes {' or '.join(FLIP_MODES)}, got {flip_mode!r}")
     if prefixes not in ("bare", "hparams"):
         raise NeuronmapError(f"--prefixes takes bare or hparams, got {prefixes!r}")
-    for name, value in (("--trace-every", trace_every), ("--samples", samples), ("--steps", steps)):
+    for name, value in (("--trace-every", trace_every), ("--samples", samples), ("--steps", steps),
+                        ("--workers", workers)):  # fmt: skip
         if value < 1:
             raise NeuronmapError(f"{name} must be at least 1, got {value}")
     if flip_iters < 1 or n_boot < 100:

@@ -6,6 +6,8 @@
   neighbourhood score (neighbours whose true target still beats the new one), Hase et al.'s rewrite score.
 - ``bisect_flip``: the smallest x in [lo, hi] at which a monotone yes/no function turns yes (bisection, in log
   space by default), with a status for the ends.
+- ``edit_fact``: a fact edited at each layer of a ``SweepPlan``, its scores per layer and its flip norm at the
+  hparams' layer (the study's unit of work, kept in ``edits_part``).
 - ``flip_norm``: the smallest norm of the added value vector, in units of the clean value's norm, that makes
   P(new) > P(true) on the rewrite prompt. ``mode="scale"`` keeps the direction ROME optimised at full strength
   and bisects on its length (one forward pass per probe); ``mode="clamp"`` re-optimises the value under each
@@ -17,8 +19,11 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from neuronmap.edit.algorithm.edit import Edit, rome
 from neuronmap.edit.algorithm.request import Request
@@ -155,3 +160,41 @@ def flip_norm(
 def relative_delta(edit: Edit) -> float:
     """|delta| / |v_init| of an edit (how far ROME moved the value)."""
     return float(edit.info["delta_norm"]) / max(float(edit.info["v_init_norm"]), 1e-30)
+
+
+def edits_part(parts: Path, fact: StudyFact) -> Path:
+    """Where a study keeps ``fact``'s edits (``rundir.kept``)."""
+    return parts / f"edits-{fact.fact_id:05d}.parquet"
+
+
+@dataclass(frozen=True)
+class SweepPlan:
+    """What each fact of a study is edited with: the shared setup, the sweep layers, the layer whose flip norm is
+    measured, and the flip search (mode, iterations)."""
+
+    setup: EditSetup
+    sweep: tuple[int, ...]
+    edit_layer: int
+    flip: tuple[str, int]
+
+
+def edit_fact(
+    lm: LoadedModel, fact: StudyFact, plan: SweepPlan, advance: Callable[[], Any] | None = None
+) -> tuple[pd.DataFrame, tuple[float, str]]:
+    """``fact`` edited at each sweep layer (a row of scores each) and its flip norm at the plan's ``edit_layer``;
+    ``advance`` after each layer. The model is left as it was."""
+    setup, rows = plan.setup, []
+    pre = probabilities(lm, fact, setup.opening)
+    for layer in plan.sweep:
+        edit = setup.edit(lm, fact, layer)
+        with edit:
+            post = probabilities(lm, fact, setup.opening)
+        row = {"fact_id": fact.fact_id, "layer": layer, **edit_scores(pre, post)}
+        row["delta_rel"] = relative_delta(edit)
+        row["steps"] = edit.info["steps"]
+        if layer == plan.edit_layer:
+            flipped = flip_norm(lm, fact, setup, layer, edit, *plan.flip)
+        rows.append(row)
+        if advance is not None:
+            advance()
+    return pd.DataFrame(rows), flipped
