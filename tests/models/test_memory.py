@@ -119,14 +119,8 @@ def test_a_context_that_cannot_fit_is_refused_before_anything_is_written(tmp_pat
 
 
 def test_the_estimate_covers_a_measured_peak_on_a_tiny_model(tmp_path: Path) -> None:
+    """At tiny-gpt2's window edge; SmolLM2's (8,192 tokens, minutes) is the benchmark's, with its 2.5x bound:
+    ``python -m bench --only window``."""
     got = measure_window_edge("tiny-gpt2", tmp_path, layer=0)
     assert got["tokens"] == got["window"] == 256
     assert 0 < got["peak"] <= got["estimate"], got
-
-
-@pytest.mark.integration
-def test_the_estimate_covers_the_peak_at_the_window_edge_of_smollm2(tmp_path: Path) -> None:
-    got = measure_window_edge("smollm2-135m", tmp_path)
-    assert got["tokens"] == got["window"] == 8192
-    # an upper bound, and not a loose one: the rule would refuse little that fits
-    assert got["peak"] <= got["estimate"] <= 2.5 * got["peak"], got

@@ -304,11 +304,18 @@ def test_workers_edit_the_facts_as_one_process_does(tmp_path, hparams_file):
         assert (tmp_path / "two" / f"{table}.parquet").read_bytes() == (
             tmp_path / "one" / f"{table}.parquet"
         ).read_bytes()
-    with torch.no_grad():
-        next(lm.model.parameters()).add_(1.0)  # the weights no longer those the name loads
-    lm.weights_hash = "changed"
+    # a model whose name loads other weights: the worker refuses it before writing anything
+    from neuronmap.edit.hparams import RomeHparams
+    from neuronmap.progress import Bar
+    from neuronmap.study import editability, parallel
+    from neuronmap.study.facts import load_study_facts
+
+    lm.weights_hash = "other"
+    plan = editability.SweepPlan(
+        editability.EditSetup(RomeHparams(layer=0), [""], {}, []), (0,), 0, ("scale", 1)
+    )
     with pytest.raises(
         NeuronmapError, match="--workers: the model 'tiny-gpt2' loaded in a worker has other weights"
     ):
-        study_editability(lm, "builtin:facts", tmp_path / "other", workers=2, **options)
-    assert not list((tmp_path / "other" / "parts").glob("edits-*"))
+        parallel.edit_in_workers(lm, load_study_facts(limit=1), plan, tmp_path / "parts", 2, Bar())
+    assert not (tmp_path / "parts").exists() or not list((tmp_path / "parts").iterdir())
