@@ -388,8 +388,9 @@ def test_kept_target_searches_resume_a_stopped_mass_edit(deep, memit_hparams, tm
     assert torch.equal(resumed.zs, whole.zs)
     for a, b in zip(resumed.edits, whole.edits, strict=True):
         assert torch.equal(a.left, b.left) and torch.equal(a.right, b.right)
-    assert {k: v for k, v in resumed.info.items() if k != "seconds"} == {
-        k: v for k, v in whole.info.items() if k != "seconds"}  # fmt: skip
+    assert {k: v for k, v in resumed.info.items() if k not in ("seconds", "z_cached")} == {
+        k: v for k, v in whole.info.items() if k not in ("seconds", "z_cached")}  # fmt: skip
+    assert resumed.info["z_cached"] == [True, True, False] and whole.info["z_cached"] == [False] * 3
     # a kept search is its request's wherever it stands in the batch
     searched.clear()
     memit(lm, [REQUESTS[1], REQUESTS[0]], memit_hparams, keep=tmp_path / "z")
@@ -414,7 +415,7 @@ def test_kept_searches_serve_a_lambda_or_range_sweep_and_nothing_else(
         memit_hparams.replace(layers=(last,)),
     ):
         reused = memit(lm, REQUESTS[:2], same, keep=keep)
-        assert searched == []
+        assert searched == [] and reused.info["z_cached"] == [True, True]
         assert torch.equal(reused.zs, first.zs)
         fresh = memit(lm, REQUESTS[:2], same)
         for a, b in zip(reused.edits, fresh.edits, strict=True):

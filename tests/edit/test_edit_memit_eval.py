@@ -78,6 +78,12 @@ def test_cli_memit_edit_save_apply_and_eval(run, tmp_path, memit_file, hparams_f
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     assert "edited layers 0 with MEMIT" in proc.stdout and "p('Rome')" in proc.stdout and delta.is_file()
+    again = run(
+        "edit", "--model", "tiny-gpt2", "--algorithm", "memit", "--hparams", str(memit_file),
+        "--prompt", "{} is located in the city of", "--subject", "Eiffel Tower", "--target-new", "Rome",
+        "--target-true", "Paris",
+    )  # fmt: skip
+    assert again.returncode == 0 and "steps (the target found in the cache)" in again.stdout
     proc = run(
         "edit", "--model", "tiny-gpt2", "--hparams", str(hparams_file), "--apply", str(delta),
         "--prompt", "{} is the capital of", "--subject", "Tokyo", "--target-new", "France",

@@ -247,7 +247,10 @@ def edit_cmd(
     where = f"layer {s['layer']}[/] ({s['module']})"
     if algorithm == "memit":
         where = f"layers {', '.join(map(str, s['layers']))}[/] with MEMIT ({', '.join(s['modules'])})"
-    con.print(f"[bold]edited {where}: {s['steps']} steps, |delta| {s['delta_norm']:.2f}, {s['seconds']} s")
+    found = " (the target found in the cache)" if s["cached"] else ""
+    con.print(
+        f"[bold]edited {where}: {s['steps']} steps{found}, |delta| {s['delta_norm']:.2f}, {s['seconds']} s"
+    )
     before, after = s["before"], s["after"]
     for i, text in enumerate(s["prompts"]):
         cells = ", ".join(

@@ -325,8 +325,8 @@ def run_edit(
 
     Returns ``edit`` (the :class:`~neuronmap.edit.algorithm.edit.Edit`, or a ``MemitEdit``; ``edit.undo()`` takes
     it back), ``layer`` (MEMIT: the last of its ``layers``), ``module`` (and ``modules``), ``steps``,
-    ``delta_norm``, ``seconds``, the ``prompts`` scored (the rewrite prompt and each of
-    ``check``), the ``targets`` (``target_new``, and ``target_true`` when given), ``before`` and ``after``: the
+    ``delta_norm``, ``cached`` (MEMIT's target read from its ``z_cache``, not searched now), ``seconds``, the
+    ``prompts`` scored (the rewrite prompt and each of ``check``), the ``targets`` (``target_new``, and ``target_true`` when given), ``before`` and ``after``: the
     probability of each target (rows) on each prompt (columns), and ``saved``: where ``save`` wrote the edit
     (``save_as`` "delta": a .safetensors file) or the edited model ("model": a Hugging Face folder), or None.
     """
@@ -364,9 +364,10 @@ def run_edit(
     if isinstance(hp, MemitHparams):
         edit = memit(lm, [request], hp, layers=chosen, progress=progress, keep=z_cache(lm)).apply()
         steps, delta_norm = edit.info["steps"][0], edit.info["delta_norm"][0]
+        cached = edit.info["z_cached"][0]
     else:
         edit = rome(lm, request, hp, layer=chosen[0] if chosen else None, progress=progress).apply()
-        steps, delta_norm = edit.info["steps"], edit.info["delta_norm"]
+        steps, delta_norm, cached = edit.info["steps"], edit.info["delta_norm"], False
     after = probs()
     saved = None
     if save is not None:
@@ -380,6 +381,7 @@ def run_edit(
         "modules": edit.module_names,
         "steps": steps,
         "delta_norm": delta_norm,
+        "cached": cached,
         "seconds": edit.info["seconds"],
         "prompts": prompts,
         "targets": targets,

@@ -136,11 +136,13 @@ def memit(
     opening = opening_ids(lm.tokenizer, hp.document_start)
     last = chosen[-1]
 
-    values = []
+    values, cached = [], []
     kept = None if keep is None else (keep, weights_now(lm))
     with progress_bar("MEMIT z", total=len(reqs), unit="fact", enabled=progress) as bar:
         for req in reqs:
-            values.append(_value(lm, last, req, prefixes, hp, kept))
+            value, found = _value(lm, last, req, prefixes, hp, kept)
+            values.append(value)
+            cached.append(found)
             bar.advance()
             if advance is not None:
                 advance()
@@ -164,6 +166,7 @@ def memit(
             e.undo()
     info = {
         "steps": [v.steps for v in values],
+        "z_cached": cached,  # read from ``keep`` rather than searched now
         "p_new": [v.losses[-1]["p_new"] for v in values],  # on the prefixed prompts, at the end of the search
         "delta_norm": [float(v.delta.norm()) for v in values],
         "z_init_norm": [v.v_init_norm for v in values],
@@ -220,22 +223,23 @@ def _value(
     prefixes: list[str],
     hp: MemitHparams,
     keep: tuple[Path, str] | None,
-) -> ValueResult:
-    """The request's target search, or the one kept in ``keep`` (folder, ``weights_now``) under its ``z_key``; read
-    back from the file when it was just written, so that a resumed edit and an uninterrupted one use the same
-    values."""
+) -> tuple[ValueResult, bool]:
+    """The request's target search, or the one kept in ``keep`` (folder, ``weights_now``) under its ``z_key``, and
+    whether it was found there; read back from the file when it was just written, so that a resumed edit and an
+    uninterrupted one use the same values."""
     key = None if keep is None else z_key(keep[1], layer, req, prefixes, hp)
     path = None if keep is None else keep[0] / f"z-{key}.safetensors"
     if path is not None and path.is_file():
         with safe_open(str(path), framework="pt") as fh:
             meta = json.loads((fh.metadata() or {}).get("value", "{}"))
             if meta.get("key") == key:
-                return ValueResult(
+                found = ValueResult(
                     fh.get_tensor("delta"), meta["v_init_norm"], meta["losses"], fh.get_tensor("v_init")
                 )
+                return found, True
     value = compute_value(lm, layer, req, prefixes, hp, residual=True)
     if path is None:
-        return value
+        return value, False
     assert value.v_init is not None  # compute_value always reads it
     tensors = {
         "delta": value.delta.detach().cpu().contiguous(),
@@ -244,7 +248,7 @@ def _value(
     meta = {"key": key, "request": req.to_dict(), "v_init_norm": value.v_init_norm, "losses": value.losses}
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(save(tensors, metadata={"value": json.dumps(meta)}), path)
-    return _value(lm, layer, req, prefixes, hp, keep)
+    return _value(lm, layer, req, prefixes, hp, keep)[0], False
 
 
 def _target(value: ValueResult) -> torch.Tensor:
