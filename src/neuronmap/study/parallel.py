@@ -1,7 +1,8 @@
 """The study's edits in several processes (``--workers N``), most of a study's time.
 
-Each worker loads the model by its name, checks that it has the study's weights, and edits its share of the facts
-not yet done into the study's ``parts`` folder, as one process would (a fact's edits do not depend on the other
+Each worker loads the model by its name, checks that it has the study's weights, and takes the facts not yet done
+one at a time from a shared queue (so none idles while another has a long share), editing each into the study's
+``parts`` folder as one process would (a fact's edits do not depend on the other
 facts', and ``rundir.kept`` writes each fact whole or not at all); the main process advances the progress bar as
 the parts appear and then reads them all in order. Workers are started fresh (``spawn``), get the study's
 ``SweepPlan`` whole (statistics included, so none recomputes them) and share the main process's torch threads
@@ -59,13 +60,14 @@ def edit_in_workers(
     if not todo:
         return
     context = multiprocessing.get_context("spawn")
-    errors = context.Queue()
+    tasks, errors = context.Queue(), context.Queue()
+    n = min(workers, len(todo))
+    for task in [*todo, *[None] * n]:  # a None per worker: nothing left
+        tasks.put(task)
     model = WorkerModel.of(lm, workers)
-    shares = [todo[i::workers] for i in range(min(workers, len(todo)))]
     procs = [
-        context.Process(target=_work, args=(model, share, plan, parts, errors), daemon=True)
-        for share in shares
-    ]  # fmt: skip
+        context.Process(target=_work, args=(model, tasks, plan, parts, errors), daemon=True) for _ in range(n)
+    ]
     seen, started = 0, []
     try:
         for p in procs:
@@ -95,12 +97,13 @@ def edit_in_workers(
 
 def _work(
     model: WorkerModel,
-    facts: Sequence[StudyFact],
+    tasks: multiprocessing.Queue,
     plan: ed.SweepPlan,
     parts: Path,
     errors: multiprocessing.Queue,
 ) -> None:
-    """A worker: load the model, check its weights, edit ``facts`` into ``parts``; a failure goes to ``errors``."""
+    """A worker: load the model, check its weights, edit the facts it takes from ``tasks`` (until a None) into
+    ``parts``; a failure goes to ``errors``."""
     try:
         import torch
 
@@ -113,7 +116,7 @@ def _work(
                 f"the model {model.spec!r} loaded in a worker has other weights than the study's; a model that "
                 "cannot be loaded again by its name needs --workers 1"
             )
-        for f in facts:
+        while (f := tasks.get()) is not None:
             kept(ed.edits_part(parts, f), partial(ed.edit_fact, lm, f, plan))
     except NeuronmapError as exc:
         errors.put(str(exc))
