@@ -8,9 +8,9 @@ fact as it is done, so the same command resumes after a stop; a folder whose ``s
 not rerun.
 
 The run's deterministic outputs (``summary.json``, whose only varying part is ``timing``, the run's parameters as
-``params.json``, the correlation, fact and unknown-fact tables, ``report.md`` and the PNG figures) are copied to
-``bench/results/study-MODEL/``, which the README quotes: ``section(...)`` of that folder writes the README's
-measured results (the facts, the correlation table, the edits at the default layer, the best-layer test, the
+``params.json``, the correlation, fact, unknown-fact, edit and causal-profile tables, ``report.md`` and the PNG
+figures) are copied to ``bench/results/study-MODEL/``, which the README quotes: ``section(...)`` of that folder
+writes the README's measured results (the facts, the correlation table, the edits at the default layer, the best-layer test, the
 generated conclusion), printed at the end.
 """
 
@@ -26,7 +26,10 @@ from typing import Any
 from bench.timing import run_timed
 
 HERE = Path(__file__).parent
-KEPT = ("summary.json", "correlations.parquet", "facts.parquet", "facts_unknown.parquet", "report.md")
+KEPT = (
+    "summary.json", "correlations.parquet", "facts.parquet", "facts_unknown.parquet", "sweep.parquet",
+    "profiles.parquet", "report.md",
+)  # fmt: skip
 # the README's words for the study's measure names
 LABELS = {
     "mlp_peak_layer": "MLP peak layer",

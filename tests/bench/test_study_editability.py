@@ -57,6 +57,8 @@ def test_section_reads_a_collected_study(tmp_path, monkeypatch) -> None:
         Path(f).name for f in summary["figures"]
     )
     assert json.loads((result / "params.json").read_text())["sweep_layers"] == [0, 1]
+    for name in ("sweep.parquet", "profiles.parquet", "facts.parquet"):  # deterministic: byte for byte
+        assert (result / name).read_bytes() == (out / name).read_bytes()
     text = section(result)
     facts = pd.read_parquet(result / "facts.parquet")
     assert table(pd.read_parquet(result / "correlations.parquet")) in text
