@@ -14,17 +14,35 @@ METRICS = ("efficacy", "paraphrase", "neighborhood", "score")
 MAGNITUDES = ("efficacy_magnitude", "paraphrase_magnitude", "neighborhood_magnitude")
 
 
+def _option(args: list[str], flag: str, default: int | None) -> int | None:
+    return int(args[args.index(flag) + 1]) if flag in args else default
+
+
+def _differences(args: list[str], summary: dict[str, Any], hparams: dict[str, Any]) -> list[str]:
+    """What a finished run's ``summary`` did otherwise than ``ARGS`` and ``hparams`` ask: hparams fields, the
+    records (``offset``, ``limit``, ``batch``) and whether fluency was measured."""
+    differ = sorted(k for k in {*summary["hparams"], *hparams} - {"_source"}
+                    if summary["hparams"].get(k) != hparams.get(k))  # fmt: skip
+    default = {"offset": 0, "limit": None, "batch": 1}  # a run edited alone has no batch in its summary
+    differ += [k for k, v in default.items() if summary.get(k, v) != _option(args, f"--{k}", v)]
+    fluency = summary.get("fluency", {}).get("edited")
+    measured = fluency is not None and fluency == fluency  # NaN when the run had --no-fluency
+    if measured == ("--no-fluency" in args):
+        differ.append("fluency")
+    return differ
+
+
 def child(args: list[str], out: Path, nice: int, hparams: dict[str, Any]) -> dict[str, Any]:
     """``neuronmap edit-eval ARGS --out OUT`` unless OUT holds its results; its time and peak memory. ``hparams``
-    (``to_dict()`` of the hparams ARGS name) must be those of a run found in OUT: results of other settings (an
-    hparams file changed since) are refused, never reported as the current ones'."""
+    (``to_dict()`` of the hparams ARGS name) must be those of a run found in OUT, and so must its records and
+    fluency setting: results of other settings (an hparams file changed since, another ``--limit``) are refused,
+    never reported as the current ones'."""
     if (out / "results.parquet").is_file():  # its time as the run recorded it; its peak memory is not kept
         summary = json.loads((out / "summary.json").read_text())
-        differ = sorted(k for k in {*summary["hparams"], *hparams} - {"_source"}
-                        if summary["hparams"].get(k) != hparams.get(k))  # fmt: skip
+        differ = _differences(args, summary, hparams)
         if differ:
             raise SystemExit(
-                f"{out} holds a run with other hparams ({', '.join(differ)}): move it away to measure these"
+                f"{out} holds a run with other settings ({', '.join(differ)}): move it away to measure these"
             )
         return {"seconds": summary["timing"]["seconds"], "peak_mb": None, "reused": True}
     command = [*NEURONMAP, "edit-eval", *args, "--out", str(out)]

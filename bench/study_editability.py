@@ -75,6 +75,8 @@ def section(result: Path) -> str:
     """The README's measured results of the study in ``result`` (a ``bench/results/study-MODEL`` folder)."""
     import pandas as pd
 
+    from neuronmap.study.conclusion import relations
+
     summary = json.loads((result / "summary.json").read_text())
     params = json.loads((result / "params.json").read_text())
     facts = pd.read_parquet(result / "facts.parquet")
@@ -92,7 +94,9 @@ def section(result: Path) -> str:
         f"{summary['facts'] - summary['unknown']}; `--keep {params['keep']}` adds {len(ranked)}"
         + (" it holds without a top-1 guess" if params["keep"] == "rank" else "")
         + (
-            f" (the seed facts {'; '.join(seeds['prompt'] + ' ' + seeds['target_true'])} among them)"
+            f" (among them the seed fact{'s' if len(seeds) > 1 else ''} "
+            + "; ".join(f'"{p} {t}"' for p, t in zip(seeds["prompt"], seeds["target_true"], strict=True))
+            + ")"
             if len(seeds)
             else ""
         )
@@ -117,6 +121,11 @@ def section(result: Path) -> str:
         "",
         *(f"- {line}" for line in summary["conclusion"]),
     ]
+    supported = corr[corr["significant"] & (corr["shape"] != "p_clean")]
+    later = [line for line in relations(facts, supported) if line not in summary["conclusion"]]
+    if later:  # a rule the conclusion gained after this run, applied to the run's own tables
+        lines += ["", "Between and within relations (the conclusion's rule added after this run, applied to its "
+                  "`facts.parquet`):", "", *(f"- {line}" for line in later)]  # fmt: skip
     return "\n".join(lines)
 
 

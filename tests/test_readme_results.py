@@ -154,6 +154,23 @@ def test_data_scaling_study_matches_its_result_file() -> None:
     assert not stray, f"numbers in the study's prose found in no result: {stray}"
 
 
+def test_editability_study_matches_its_result_files() -> None:
+    """The study's measured results are ``section`` of its committed folder, word for word, and every number of
+    the prose around them is one of the section's or the bench command's."""
+    from bench.study_editability import section
+
+    raw = (ROOT / "README.md").read_text()
+    made = section(RESULTS / "study-smollm2-135m")
+    assert made in raw
+    start = raw.index("### Measured results (`smollm2-135m`")
+    prose = raw[start : raw.index("\n## ", start)].replace(made, "")
+    allowed = set(NUMBER.findall(made)) | {"2"}  # --threads 2 --workers 2
+    stray = [n for n in NUMBER.findall(prose) if n.lstrip("+") not in {a.lstrip("+") for a in allowed}]
+    assert not stray, f"numbers in the study's prose found in no result: {stray}"
+    summary = json.loads((RESULTS / "study-smollm2-135m" / "summary.json").read_text())
+    assert f"### Measured results (`smollm2-135m`, {summary['studied']} facts)" in raw
+
+
 def _min_s(seconds: float) -> str:
     minutes, rest = divmod(round(seconds), 60)
     return f"{minutes} min {rest} s"

@@ -1,21 +1,47 @@
-"""``bench.edit_runs.child``: a finished run is read back only when it ran with the hparams asked for."""
+"""``bench.edit_runs.child``: a finished run is read back only when it ran with the settings asked for."""
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
 from bench.edit_runs import child
 
+RAN = {"_source": "then", "layer": 4, "clamp_norm_factor": 1.5, "layers": [1, 2]}
 
-def test_a_finished_run_is_reused_only_with_its_own_hparams(tmp_path) -> None:
-    out = tmp_path / "run"
+
+def _finished(out: Path, **summary: object) -> Path:
     out.mkdir()
     (out / "results.parquet").write_bytes(b"")  # present: the run finished
-    ran = {"_source": "then", "layer": 4, "clamp_norm_factor": 1.5, "layers": [1, 2]}
-    (out / "summary.json").write_text(json.dumps({"hparams": ran, "timing": {"seconds": 12.5}}))
-    same = {**ran, "_source": "now"}  # the file's note may change; its settings may not
+    (out / "summary.json").write_text(json.dumps({"hparams": RAN, "timing": {"seconds": 12.5}, **summary}))
+    return out
+
+
+def test_a_finished_run_is_reused_only_with_its_own_hparams(tmp_path) -> None:
+    out = _finished(tmp_path / "run", fluency={"edited": 6.2, "unedited": 6.1})
+    same = {**RAN, "_source": "now"}  # the file's note may change; its settings may not
     assert child(["--anything"], out, 0, same) == {"seconds": 12.5, "peak_mb": None, "reused": True}
-    with pytest.raises(SystemExit, match=r"holds a run with other hparams \(clamp_norm_factor, kl_factor\)"):
-        child(["--anything"], out, 0, {**ran, "clamp_norm_factor": 1.0, "kl_factor": 0.0625})
+    with pytest.raises(SystemExit, match=r"holds a run with other settings \(clamp_norm_factor, kl_factor\)"):
+        child(["--anything"], out, 0, {**RAN, "clamp_norm_factor": 1.0, "kl_factor": 0.0625})
+
+
+def test_a_finished_run_is_reused_only_for_its_own_records_and_fluency(tmp_path) -> None:
+    """edit-eval's summary says which records it ran (offset, limit, batch) and whether fluency was measured
+    (NaN when not): another --limit, --offset, --batch or fluency setting is refused."""
+    with_fluency = _finished(tmp_path / "a", offset=0, limit=10, fluency={"edited": 6.2, "unedited": 6.1})
+    asked = ["--offset", "0", "--limit", "10"]
+    assert child(asked, with_fluency, 0, RAN)["reused"]
+    for args, name in (
+        (["--offset", "10", "--limit", "10"], "offset"),
+        (["--limit", "100"], "limit"),
+        ([*asked, "--batch", "10"], "batch"),  # a grouped run says its batch; a run without one edited alone
+        ([*asked, "--no-fluency"], "fluency"),
+    ):
+        with pytest.raises(SystemExit, match=rf"other settings \({name}\)"):
+            child(args, with_fluency, 0, RAN)
+    without = _finished(tmp_path / "b", offset=0, limit=10, batch=10, fluency={"edited": float("nan")})
+    assert child([*asked, "--batch", "10", "--no-fluency"], without, 0, RAN)["reused"]
+    with pytest.raises(SystemExit, match=r"other settings \(fluency\)"):
+        child([*asked, "--batch", "10"], without, 0, RAN)

@@ -9,7 +9,15 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from neuronmap.study.stats import adjust, bootstrap_ci, class_test, correlations, layer_agreement, spearman
+from neuronmap.study.stats import (
+    adjust,
+    bootstrap_ci,
+    by_group,
+    class_test,
+    correlations,
+    layer_agreement,
+    spearman,
+)
 
 
 @pytest.fixture
@@ -95,3 +103,56 @@ def test_class_test():
     out = class_test(table, "c", "v")
     assert set(out["groups"]) == {"a", "b"}  # a group of one is left out
     assert out["p"] == pytest.approx(stats.kruskal([1, 2, 3, 4, 5], [10, 11, 12, 13, 14]).pvalue)
+
+
+def test_by_group_splits_an_association_between_and_within_groups() -> None:
+    """Between: scipy's Spearman of the groups' medians. Within: 1 when every group is concordant, and its
+    permutation p the exact one: two groups of three, both concordant or both discordant in 2 of the 36 joint
+    orders."""
+    x = np.array([1.0, 2, 3, 10, 11, 12])
+    y = np.array([5.0, 6, 7, 1, 2, 3])  # concordant within each group, the groups' levels opposite
+    g = np.array(["a", "a", "a", "b", "b", "b"])
+    out = by_group(x, y, g, n_perm=40_000, seed=1)
+    medians = pd.DataFrame({"x": x, "y": y, "g": g}).groupby("g").median()
+    assert out["groups"] == 2 and math.isnan(out["between_rho"])  # two medians: too few pairs for a rho
+    assert out["within_rho"] == pytest.approx(1.0) and out["within_n"] == 6 and out["within_groups"] == 2
+    assert out["within_p"] == pytest.approx(2 / 36, abs=0.006)
+    many = by_group(
+        np.r_[x, x + 20, x + 40], np.r_[y, y - 1, y - 2], np.r_[g, ["c"] * 3, ["d"] * 3, ["e"] * 6]
+    )
+    medians = pd.DataFrame({"x": np.r_[x, x + 20, x + 40], "y": np.r_[y, y - 1, y - 2],
+                            "g": np.r_[g, ["c"] * 3, ["d"] * 3, ["e"] * 6]}).groupby("g").median()  # fmt: skip
+    assert many["between_rho"] == pytest.approx(stats.spearmanr(medians["x"], medians["y"]).statistic)
+    assert many["groups"] == 5
+
+
+def test_by_group_sees_no_within_association_where_there_is_none() -> None:
+    """x and y related only through their groups' levels: strong between, nothing within (a large p); a group
+    smaller than ``min_size`` leaves the within test."""
+    rng = np.random.default_rng(0)
+    level = np.repeat(np.arange(12.0), 8)
+    x, y = level + 0.1 * rng.normal(size=96), level + 0.1 * rng.normal(size=96)
+    out = by_group(x, y, level.astype(int).astype(str))
+    assert out["between_rho"] == pytest.approx(1.0) and out["between_p"] < 1e-6
+    assert abs(out["within_rho"]) < 0.3 and out["within_p"] > 0.05
+    small = by_group(x[:10], y[:10], np.r_[["a"] * 8, ["b"] * 2])
+    assert small["within_n"] == 8 and small["within_groups"] == 1
+
+
+def test_conclusion_splits_a_supported_pair_by_relation() -> None:
+    """The conclusion says whether a supported association is the kind of fact's (between relations only) or
+    holds among the facts of one relation too."""
+    from neuronmap.study.conclusion import relations
+
+    rng = np.random.default_rng(2)
+    level = np.repeat(np.arange(8.0), 6)
+    supported = pd.DataFrame({"shape": ["neurons_50"], "editability": ["flip_norm"]})
+    between_only = pd.DataFrame({"relation": level.astype(int).astype(str),
+                                 "neurons_50": level + 0.1 * rng.normal(size=48),
+                                 "flip_norm": level + 0.1 * rng.normal(size=48)})  # fmt: skip
+    (line,) = relations(between_only, supported)
+    assert line.startswith("neurons_50 vs flip_norm between and within relations: the 8 relations' medians")
+    assert "carried by the kind of fact" in line
+    within = between_only.assign(flip_norm=between_only["neurons_50"] + 0.01 * rng.normal(size=48))
+    assert "holds among the facts of one relation too" in relations(within, supported)[0]
+    assert relations(between_only.assign(relation="one"), supported) == []  # one relation: nothing to split

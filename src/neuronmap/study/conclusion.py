@@ -3,8 +3,9 @@
 Rules, so that no sentence claims more than the statistics: a measure "predicts" an editability measure only when
 the Benjamini-Hochberg adjusted p-value is below 0.05 *and* the bootstrap 95% interval excludes zero; otherwise
 the correlation is "not supported", and the interval says how large an effect the data still allow. The peak
-layer "predicts" the best layer only when both its rank correlation and its match rate beat chance. The seed facts
-are described, never generalised from.
+layer "predicts" the best layer only when both its rank correlation and its match rate beat chance. A measure that
+predicts is then split between and within relations: an association carried by the kind of fact (facts of one
+relation alike in both measures) is not one between facts. The seed facts are described, never generalised from.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from neuronmap.study.stats import ALPHA
+from neuronmap.study.stats import ALPHA, by_group
 
 # Which direction of each editability measure means "easier to edit".
 EASIER = {
@@ -70,9 +71,35 @@ def conclude(table: pd.DataFrame, corr: pd.DataFrame, summary: dict[str, Any]) -
             f"The model's confidence in the true target (p_clean, a control, not a shape) relates to "
             f"{row['editability']}: {_fmt(row)}."
         )
+    lines += relations(table, shape_sig)
     lines += _layers(summary)
     lines += _classes(summary)
     lines += _seeds(table)
+    return lines
+
+
+def relations(table: pd.DataFrame, supported: pd.DataFrame) -> list[str]:
+    """For each supported (shape, editability) pair: its association between relations (their medians) and
+    within them (``stats.by_group``), and what that says. Nothing when the facts have fewer than 3 relations."""
+    if "relation" not in table or table["relation"].nunique() < 3:
+        return []
+    lines = []
+    for _, row in supported.iterrows():
+        g = by_group(table[row["shape"]], table[row["editability"]], table["relation"])
+        if not np.isfinite(g["within_rho"]):
+            continue
+        reading = (
+            "the association holds among the facts of one relation too, so it is not only the kind of fact"
+            if g["within_p"] < ALPHA
+            else "the association is carried by the kind of fact (the relation and its prompt); among the facts "
+            "of one relation it is not shown"
+        )
+        lines.append(
+            f"{row['shape']} vs {row['editability']} between and within relations: the {g['groups']} relations' "
+            f"medians give rho = {g['between_rho']:+.2f} (p = {g['between_p']:.3g}); within relations (percentile "
+            f"ranks among a relation's facts, the {g['within_n']} facts of the {g['within_groups']} relations with "
+            f"at least 3) rho = {g['within_rho']:+.2f} (permutation p = {g['within_p']:.3g}): {reading}."
+        )
     return lines
 
 
