@@ -75,8 +75,6 @@ def section(result: Path) -> str:
     """The README's measured results of the study in ``result`` (a ``bench/results/study-MODEL`` folder)."""
     import pandas as pd
 
-    from neuronmap.study.conclusion import relations
-
     summary = json.loads((result / "summary.json").read_text())
     params = json.loads((result / "params.json").read_text())
     facts = pd.read_parquet(result / "facts.parquet")
@@ -121,11 +119,6 @@ def section(result: Path) -> str:
         "",
         *(f"- {line}" for line in summary["conclusion"]),
     ]
-    supported = corr[corr["significant"] & (corr["shape"] != "p_clean")]
-    later = [line for line in relations(facts, supported) if line not in summary["conclusion"]]
-    if later:  # a rule the conclusion gained after this run, applied to the run's own tables
-        lines += ["", "Between and within relations (the conclusion's rule added after this run, applied to its "
-                  "`facts.parquet`):", "", *(f"- {line}" for line in later)]  # fmt: skip
     return "\n".join(lines)
 
 

@@ -324,6 +324,7 @@ CASES: list[Case] = [
     Case("study-layer-out-of-range", [*STUDY, "--layers", "9", "--hparams", "{base}/hp.json"], "layer 9 out of range"),
     Case("study-bad-keep", [*STUDY, "--keep", "maybe"], "--keep takes known, rank, all"),
     Case("study-too-few-known-facts", [*STUDY, "--limit", "3", "--hparams", "{base}/hp.json"], "the study needs at least 2"),
+    Case("study-report-no-study", ["study", "report", "--out", "{d}/out"], "not a run folder (no run.json)"),
     # -- outliers ------------------------------------------------------------------------------------------------
     Case("train-missing-file", [*TRAIN, "--data", "{d}/nope.csv"], "nope.csv"),
     Case("train-folder-as-file", [*TRAIN, "--data", "{d}/f.csv"], "f.csv", {"f.csv": DIR}),

@@ -93,6 +93,39 @@ def test_study_end_to_end(tmp_path, hparams_file):
     assert s["figures"] == []  # formats=(): the figures have their own test
     manifest = json.loads((out / "run.json").read_text())
     assert manifest["stages"]["study"]["params"]["seed"] == 0
+    # the statistics and report made again from the tables and run.json: the same bytes (summary and timing too)
+    from neuronmap.study import study_report
+
+    remade = ("facts.parquet", "facts_unknown.parquet", "correlations.parquet", "report.md", "report.html",
+              "summary.json")  # fmt: skip
+    before = {name: (out / name).read_bytes() for name in remade}
+    (out / "correlations.parquet").unlink()
+    (out / "report.md").write_text("stale")
+    again = study_report(out, formats=())
+    assert {name: (out / name).read_bytes() for name in remade} == before
+    assert again["conclusion"] == s["conclusion"] and again["report"] == s["report"]
+    record = json.loads((out / "run.json").read_text())["stages"]["study_report"]
+    assert record["status"] == "complete" and "correlations.parquet" in record["outputs"]
+
+
+@pytest.mark.parametrize(
+    ("manifest", "message"), [(False, "not a run folder"), (True, "stage 'study' has not completed")]
+)
+def test_study_report_of_no_finished_study_is_one_line(
+    manifest, message, tmp_path, capsys, monkeypatch
+) -> None:
+    from neuronmap.cli import main
+    from neuronmap.rundir.run import RUN_FORMAT
+
+    out = tmp_path / "o"
+    out.mkdir()
+    if manifest:  # a run folder whose study never finished
+        (out / "run.json").write_text(json.dumps({"run_format": RUN_FORMAT, "stages": {}}))
+    monkeypatch.setattr(sys, "argv", ["neuronmap", "study", "report", "--out", str(out)])
+    with pytest.raises(SystemExit) as exc:
+        main()
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and message in err and "Traceback" not in err, err
 
 
 @pytest.mark.parametrize(

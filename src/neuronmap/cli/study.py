@@ -107,3 +107,20 @@ def study_editability_cmd(
     for line in s["conclusion"]:
         con.print(f"- {line}", markup=False, highlight=False)
     con.print(f"report: {s['report'][0]}, {s['report'][1]}")
+
+
+@study_app.command("report")
+def study_report_cmd(
+    out: Annotated[Path, typer.Option("--out", "-o", help="The finished study's folder.")],
+    figure_format: FigureFormat = "png,svg",
+) -> None:
+    """Remake a finished study's statistics, conclusion, report and figures from its tables (no model work)."""
+    figures = formats(figure_format)
+    from neuronmap.study.api import study_report
+
+    s = study_report(out, formats=figures)
+    con = stdout()
+    con.print(f"[bold]{out}[/]: statistics and report of {s['studied']} facts made again")
+    for line in s["conclusion"]:
+        con.print(f"- {line}", markup=False, highlight=False)
+    con.print(f"report: {s['report'][0]}, {s['report'][1]}")

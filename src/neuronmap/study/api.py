@@ -16,6 +16,7 @@ kept in ``parts/`` as they are done, so a killed run started again with the same
 from __future__ import annotations
 
 import hashlib
+import json
 import shutil
 import time
 from collections.abc import Sequence
@@ -68,6 +69,7 @@ SHAPE_MEASURES = (
     "p_clean",  # not a shape: the model's confidence, a control every correlation should be read against
 )
 EDIT_MEASURES = ("flip_norm", "efficacy_margin", "paraphrase", "neighborhood")
+STUDY_TABLES = ("profiles", "sweep", "facts", "facts_unknown", "correlations")
 
 
 def default_sweep(n_layers: int, edit_layer: int) -> list[int]:
@@ -172,21 +174,6 @@ def study_editability(
         atomic_write_parquet(pd.DataFrame(sweep_rows), out / "sweep.parquet")
         table = _fact_table(known, attr, clean, profiles, corrupted, sweep_rows, flips, edit_layer)
         thick = float(table["neurons_80"].median()) if thick_min is None else thick_min
-        axes = shape.Axes(multi_layer_min, thick_min)
-        table["shape_class"] = [
-            shape.classify(a, n, axes, thick)
-            for a, n in zip(table["mlp_layers_above_half"], table["neurons_80"], strict=True)
-        ]
-        unknown_table = _unknown_table(unknown, clean, keep)
-        atomic_write_parquet(table, out / "facts.parquet")
-        atomic_write_parquet(unknown_table, out / "facts_unknown.parquet")
-        corr = st.correlations(table, SHAPE_MEASURES, EDIT_MEASURES, n_boot=n_boot, seed=seed)
-        agreement = {
-            kind: st.layer_agreement(table[f"{kind}_peak_layer"], table["best_layer"], sweep, n_boot, seed)
-            for kind in KINDS
-        }
-        classes = st.class_test(table, "shape_class", "flip_norm")
-        atomic_write_parquet(corr, out / "correlations.parquet")
         params = {
             "model": lm.spec,
             "facts": facts,
@@ -212,45 +199,109 @@ def study_editability(
             "bootstrap": n_boot,
             "seed": seed,
         }
-        summary: dict[str, Any] = {
-            "facts": len(chosen),
-            "studied": len(known),
-            "unknown": len(unknown),
-            "keep": keep,
-            "inclusion": inclusion(keep, min_p),
-            "agreement": agreement,
-            "classes": classes,
-            "axes": axes.describe(thick),
-        }
-        summary.update(
-            report.write_report(
-                out,
-                table,
-                profiles,
-                corr,
-                summary,
-                params,
-                unknown_table,
-                SHAPE_MEASURES,
-                EDIT_MEASURES,
-                formats,
-            )
+        counts = {"facts": len(chosen), "studied": len(known), "unknown": len(unknown)}
+        summary = _analyse(
+            out, table, profiles, _unknown_table(unknown, clean, keep), params, counts, formats
         )
         timings["statistics_and_report"] = round(time.perf_counter() - clock, 1)
         summary["timing"] = {**timings, "seconds": round(time.perf_counter() - start, 1)}
         atomic_write_json(summary, out / "summary.json")
         rec.params = params  # known once the facts are studied (the thickness rule may take their median)
-        tables = ("profiles", "sweep", "facts", "facts_unknown", "correlations")
-        rec.wrote(*(f"{t}.parquet" for t in tables), "summary.json", *summary["report"], *summary["figures"])
+        rec.wrote(
+            *(f"{t}.parquet" for t in STUDY_TABLES), "summary.json", *summary["report"], *summary["figures"]
+        )
         rec.finish(model=lm.describe(), summary=summary)
         shutil.rmtree(parts, ignore_errors=True)
-    # the caller gets whole paths (the files keep them relative to ``out``) and the run time, as other stages give it
+    # the run time, as other stages give it
+    return {**_whole_paths(out, summary), "seconds": summary["timing"]["seconds"]}
+
+
+def study_report(out: str | Path, formats: Sequence[str] = ("png", "svg")) -> dict[str, Any]:
+    """Make the statistics, report, figures and ``summary.json`` of the finished study in ``out`` again from its
+    tables and recorded parameters, with no model work: what this version's statistics and conclusion say of a
+    study that took hours (its measurements are kept; classes, correlations, tests and report are recomputed, the
+    same bytes when nothing changed). The summary keeps the study's ``timing``; ``run.json`` records the stage
+    ``study_report``."""
+    out = Path(out)
+    run = RunDir(out)
+    if not run.exists():
+        raise NeuronmapError(
+            f"{out}: not a run folder (no run.json); run `neuronmap study editability` first"
+        )
+    params = run.require_stage("study")["params"]
+    inputs = ("summary.json", "facts.parquet", "profiles.parquet", "facts_unknown.parquet")
+    missing = [name for name in inputs if not (out / name).is_file()]
+    if missing:
+        raise NeuronmapError(f"{out}: the finished study's {', '.join(missing)} missing: run the study again")
+    before = json.loads((out / "summary.json").read_text())
+    with stage(run, "study_report", {"formats": list(formats)}) as rec:
+        start = time.perf_counter()
+        summary = _analyse(
+            out,
+            pd.read_parquet(out / "facts.parquet"),
+            pd.read_parquet(out / "profiles.parquet"),
+            pd.read_parquet(out / "facts_unknown.parquet"),
+            params,
+            {k: before[k] for k in ("facts", "studied", "unknown")},
+            formats,
+        )
+        summary["timing"] = before["timing"]
+        atomic_write_json(summary, out / "summary.json")
+        remade = ("facts.parquet", "facts_unknown.parquet", "correlations.parquet", "summary.json")
+        rec.wrote(*remade, *summary["report"], *summary["figures"])
+        rec.finish(seconds=round(time.perf_counter() - start, 1))
+    return _whole_paths(out, summary)
+
+
+def _whole_paths(out: Path, summary: dict[str, Any]) -> dict[str, Any]:
+    """The summary as the caller gets it: report and figure paths whole (the files keep them relative to ``out``)."""
     return {
         **summary,
         "report": [str(out / p) for p in summary["report"]],
         "figures": [str(out / p) for p in summary["figures"]],
-        "seconds": summary["timing"]["seconds"],
     }
+
+
+def _analyse(
+    out: Path,
+    table: pd.DataFrame,
+    profiles: pd.DataFrame,
+    unknown_table: pd.DataFrame,
+    params: dict[str, Any],
+    counts: dict[str, int],
+    formats: Sequence[str],
+) -> dict[str, Any]:
+    """The study's last step, from its measurements: shape classes, the facts and unknown-facts tables,
+    correlations, the best-layer and class tests, the report and figures; the summary (without ``timing``)."""
+    given = params["thick_min"] if params["thick_rule"] == "given" else None
+    axes = shape.Axes(params["multi_layer_min"], given)
+    table["shape_class"] = [
+        shape.classify(a, n, axes, params["thick_min"])
+        for a, n in zip(table["mlp_layers_above_half"], table["neurons_80"], strict=True)
+    ]
+    atomic_write_parquet(table, out / "facts.parquet")
+    atomic_write_parquet(unknown_table, out / "facts_unknown.parquet")
+    n_boot, seed, sweep = params["bootstrap"], params["seed"], params["sweep_layers"]
+    corr = st.correlations(table, SHAPE_MEASURES, EDIT_MEASURES, n_boot=n_boot, seed=seed)
+    agreement = {
+        kind: st.layer_agreement(table[f"{kind}_peak_layer"], table["best_layer"], sweep, n_boot, seed)
+        for kind in KINDS
+    }
+    atomic_write_parquet(corr, out / "correlations.parquet")
+    summary: dict[str, Any] = {
+        **counts,
+        "keep": params["keep"],
+        "inclusion": inclusion(params["keep"], params["min_p"] or RANK_MIN_P),
+        "agreement": agreement,
+        "classes": st.class_test(table, "shape_class", "flip_norm"),
+        "axes": axes.describe(params["thick_min"]),
+    }
+    summary.update(
+        report.write_report(
+            out, table, profiles, corr, summary, params, unknown_table, SHAPE_MEASURES, EDIT_MEASURES, formats
+        )
+    )
+    return summary
 
 
 def _edit_all(
