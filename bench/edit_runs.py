@@ -20,14 +20,14 @@ def _option(args: list[str], flag: str, default: int | None) -> int | None:
 
 def _differences(args: list[str], summary: dict[str, Any], hparams: dict[str, Any]) -> list[str]:
     """What a finished run's ``summary`` did otherwise than ``ARGS`` and ``hparams`` ask: hparams fields, the
-    records (``offset``, ``limit``, ``batch``) and whether fluency was measured."""
+    records (``offset``, ``limit``, ``batch``), and fluency when asked for and not measured."""
     differ = sorted(k for k in {*summary["hparams"], *hparams} - {"_source"}
                     if summary["hparams"].get(k) != hparams.get(k))  # fmt: skip
     default = {"offset": 0, "limit": None, "batch": 1}  # a run edited alone has no batch in its summary
     differ += [k for k, v in default.items() if summary.get(k, v) != _option(args, f"--{k}", v)]
     fluency = summary.get("fluency", {}).get("edited")
     measured = fluency is not None and fluency == fluency  # NaN when the run had --no-fluency
-    if measured == ("--no-fluency" in args):
+    if not measured and "--no-fluency" not in args:  # a run with fluency serves one without: it measured more
         differ.append("fluency")
     return differ
 

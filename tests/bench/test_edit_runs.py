@@ -29,15 +29,16 @@ def test_a_finished_run_is_reused_only_with_its_own_hparams(tmp_path) -> None:
 
 def test_a_finished_run_is_reused_only_for_its_own_records_and_fluency(tmp_path) -> None:
     """edit-eval's summary says which records it ran (offset, limit, batch) and whether fluency was measured
-    (NaN when not): another --limit, --offset, --batch or fluency setting is refused."""
+    (NaN when not): another --limit, --offset or --batch is refused, and so is a run without fluency when fluency
+    is asked for (a run with it serves one without)."""
     with_fluency = _finished(tmp_path / "a", offset=0, limit=10, fluency={"edited": 6.2, "unedited": 6.1})
     asked = ["--offset", "0", "--limit", "10"]
     assert child(asked, with_fluency, 0, RAN)["reused"]
+    assert child([*asked, "--no-fluency"], with_fluency, 0, RAN)["reused"]
     for args, name in (
         (["--offset", "10", "--limit", "10"], "offset"),
         (["--limit", "100"], "limit"),
         ([*asked, "--batch", "10"], "batch"),  # a grouped run says its batch; a run without one edited alone
-        ([*asked, "--no-fluency"], "fluency"),
     ):
         with pytest.raises(SystemExit, match=rf"other settings \({name}\)"):
             child(args, with_fluency, 0, RAN)
