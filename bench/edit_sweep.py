@@ -8,7 +8,8 @@ process and resumes when stopped (``edit-eval`` keeps its records as they are do
 its results is read, not redone.
 
 The defaults are issue 17's Gemma sweep: ``gemma3-270m``, records 100-107, layers 1-6, clamp 0.75 / 1.0 / 1.5 and
-early stop at a loss of 0.1 (the file's) / 0.5. The result file (``--result``, default
+early stop at a loss of 0.1 (the file's) / 0.5. ``--finished`` reads the variants finished so far and runs none
+(while the sweep goes on in another process), listing the others as ``unfinished``. The result file (``--result``, default
 ``bench/results/edit_sweep-MODEL.json``) holds per variant and layer the edited and unedited efficacy,
 paraphrase, neighbourhood and score; ``table`` makes the README's table of it, the best rows marked: the highest
 score among rows whose neighbourhood is within 10 points of the unedited model's, else the highest score.
@@ -79,11 +80,14 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     memit = args.algorithm == "memit"
     base = (load_memit_hparams if memit else load_hparams)(args.hparams, model=args.model)
     layers = args.layers or ("" if memit else ROME_LAYERS)  # MEMIT: the file's range unless given or varied
-    entries = []
+    entries, unfinished = [], []
     for variant in variants(parse_vary(args.vary or list(DEFAULT_VARY))):
         # lists (MEMIT's layers) as the hparams hold them; an unknown field stops here, naming it
         hp = base.replace(**{k: tuple(v) if isinstance(v, list) else v for k, v in variant.items()})
         out = args.runs / variant_name(variant)
+        if args.finished and not (out / "eval" / "results.parquet").is_file():
+            unfinished.append(variant_name(variant))  # a sweep under way: reported, not run
+            continue
         out.mkdir(parents=True, exist_ok=True)
         (out / "hparams.json").write_text(json.dumps(hp.to_dict(), indent=2) + "\n")
         command = ["--model", args.model, "--facts", args.facts, "--hparams", str(out / "hparams.json"),
@@ -106,6 +110,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         "hparams": args.hparams or "the model's hparams file",
         "base_hparams": base.to_dict(),  # what each variant changes, as it was when the sweep ran
         "entries": entries,
+        "unfinished": unfinished,
     }
 
 
@@ -160,6 +165,11 @@ def main() -> None:
     parser.add_argument(
         "--batch", type=int, default=None, help="MEMIT: records edited together (all of them)"
     )
+    parser.add_argument(
+        "--finished",
+        action="store_true",
+        help="read the finished variants only (a sweep under way elsewhere); the others are listed as unfinished",
+    )
     parser.add_argument("--offset", type=int, default=100, help="first record (held out: 100 on)")
     parser.add_argument("--limit", type=int, default=8, help="records")
     parser.add_argument("--runs", type=Path, default=None, help="where the runs go (runs/edit-sweep/MODEL)")
@@ -184,6 +194,8 @@ def main() -> None:
     print(table(result))
     if unedited:
         print("unedited: " + " / ".join(f"{m} {100 * unedited[m]:.1f}" for m in METRICS))
+    if result["unfinished"]:
+        print("unfinished: " + ", ".join(result["unfinished"]))
 
 
 if __name__ == "__main__":

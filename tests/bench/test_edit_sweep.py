@@ -85,6 +85,20 @@ def test_sweep_on_a_tiny_model(tmp_path):
     assert again.returncode == 0 and all(
         e["run"]["reused"] for e in json.loads(result.read_text())["entries"]
     )
+    # a sweep under way: --finished reports the variants done and runs none of the others
+    wider = [a if a != "clamp_norm_factor=1.0,2.0" else "clamp_norm_factor=1.0,2.0,3.0" for a in command]
+    partial = subprocess.run(
+        [*wider, "--finished"], cwd=ROOT, capture_output=True, text=True, env=env, timeout=900
+    )
+    reported = json.loads(result.read_text())
+    assert partial.returncode == 0 and reported["unfinished"] == ["clamp_norm_factor=3.0"]
+
+    def scored(entries: list[dict]) -> list[tuple]:
+        return [(e["variant"], e["layer"], e["edited"]) for e in entries]
+
+    assert scored(reported["entries"]) == scored(saved["entries"])
+    assert not (tmp_path / "runs" / "clamp_norm_factor=3.0").exists()
+    assert "unfinished: clamp_norm_factor=3.0" in partial.stdout
 
 
 def test_memit_sweep_varies_lambda_and_the_layer_range(tmp_path):
