@@ -172,7 +172,9 @@ def test_editability_study_matches_its_result_files() -> None:
     # the relations the prose names as the hardest and easiest to flip (median flip norm)
     import pandas as pd
 
-    medians = pd.read_parquet(RESULTS / "study-smollm2-135m" / "facts.parquet").groupby("relation")["flip_norm"]
+    medians = pd.read_parquet(RESULTS / "study-smollm2-135m" / "facts.parquet").groupby("relation")[
+        "flip_norm"
+    ]
     order = [r.replace("_", " ") for r in medians.median().sort_values().index]
     words = " ".join(prose.split())
     assert f"({order[-1]}, {order[-2]} and {order[-3]} have the largest median flip norms" in words
