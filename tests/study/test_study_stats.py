@@ -146,7 +146,7 @@ def test_conclusion_splits_a_supported_pair_by_relation() -> None:
 
     rng = np.random.default_rng(2)
     level = np.repeat(np.arange(8.0), 6)
-    supported = pd.DataFrame({"shape": ["neurons_50"], "editability": ["flip_norm"]})
+    supported = pd.DataFrame({"shape": ["neurons_50"], "editability": ["flip_norm"], "rho": [0.5]})
     between_only = pd.DataFrame({"relation": level.astype(int).astype(str),
                                  "neurons_50": level + 0.1 * rng.normal(size=48),
                                  "flip_norm": level + 0.1 * rng.normal(size=48)})  # fmt: skip
@@ -155,4 +155,7 @@ def test_conclusion_splits_a_supported_pair_by_relation() -> None:
     assert "carried by the kind of fact" in line
     within = between_only.assign(flip_norm=between_only["neurons_50"] + 0.01 * rng.normal(size=48))
     assert "holds among the facts of one relation too" in relations(within, supported)[0]
+    offset = np.tile(np.arange(6.0), 8)  # within each relation, the flip norm falls as the breadth rises
+    reverse = between_only.assign(neurons_50=level + 0.1 * offset, flip_norm=level - 0.1 * offset)
+    assert "the association reverses" in relations(reverse, supported)[0]
     assert relations(between_only.assign(relation="one"), supported) == []  # one relation: nothing to split

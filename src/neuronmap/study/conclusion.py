@@ -88,12 +88,15 @@ def relations(table: pd.DataFrame, supported: pd.DataFrame) -> list[str]:
         g = by_group(table[row["shape"]], table[row["editability"]], table["relation"])
         if not np.isfinite(g["within_rho"]):
             continue
-        reading = (
-            "the association holds among the facts of one relation too, so it is not only the kind of fact"
-            if g["within_p"] < ALPHA
-            else "the association is carried by the kind of fact (the relation and its prompt); among the facts "
-            "of one relation it is not shown"
-        )
+        if g["within_p"] >= ALPHA:
+            reading = ("the association is carried by the kind of fact (the relation and its prompt); among the "
+                       "facts of one relation it is not shown")  # fmt: skip
+        elif np.sign(g["within_rho"]) == np.sign(row["rho"]):
+            reading = "the association holds among the facts of one relation too, so it is not only the kind of fact"
+        else:
+            reading = (
+                "among the facts of one relation the association reverses: the overall one is the relations'"
+            )
         lines.append(
             f"{row['shape']} vs {row['editability']} between and within relations: the {g['groups']} relations' "
             f"medians give rho = {g['between_rho']:+.2f} (p = {g['between_p']:.3g}); within relations (percentile "
