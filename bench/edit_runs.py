@@ -51,11 +51,12 @@ def child(args: list[str], out: Path, nice: int, hparams: dict[str, Any]) -> dic
 
 
 def scores(rows: Any, state: str) -> dict[str, float]:
-    """ES, PS, NS, the score and magnitudes (and fluency when measured) of ``rows``, edited or unedited."""
+    """ES, PS, NS, the score and magnitudes (and fluency when every row measured it: runs with and without
+    fluency may be pooled) of ``rows``, edited or unedited."""
     from neuronmap.edit.experiments.evaluate import summarise
 
     summary = summarise(rows)
-    names = [*METRICS, *MAGNITUDES] + (["fluency"] if rows["fluency_post"].notna().any() else [])
+    names = [*METRICS, *MAGNITUDES] + (["fluency"] if rows["fluency_post"].notna().all() else [])
     return {name: summary[name][state] for name in names}
 
 

@@ -46,3 +46,21 @@ def test_a_finished_run_is_reused_only_for_its_own_records_and_fluency(tmp_path)
     assert child([*asked, "--batch", "10", "--no-fluency"], without, 0, RAN)["reused"]
     with pytest.raises(SystemExit, match=r"other settings \(fluency\)"):
         child([*asked, "--batch", "10"], without, 0, RAN)
+
+
+def test_scores_give_fluency_only_when_every_row_measured_it() -> None:
+    """Pooled runs with and without fluency (the ROME-alone chunks of one size) report no fluency rather than the
+    mean of the rows that have it."""
+    import pandas as pd
+
+    from bench.edit_runs import METRICS, scores
+
+    columns = {
+        f"{m}_{s}": [1.0, 0.0] for m in ("efficacy", "paraphrase", "neighborhood") for s in ("pre", "post")
+    }
+    columns |= {f"{m}_magnitude_{s}": [0.1, 0.2] for m in ("efficacy", "paraphrase", "neighborhood")
+                for s in ("pre", "post")}  # fmt: skip
+    both = pd.DataFrame({**columns, "fluency_pre": [6.0, 6.2], "fluency_post": [5.9, 6.1]})
+    assert scores(both, "edited")["fluency"] == pytest.approx(6.0)
+    mixed = both.assign(fluency_pre=[6.0, float("nan")], fluency_post=[5.9, float("nan")])
+    assert "fluency" not in scores(mixed, "edited") and set(METRICS) <= set(scores(mixed, "edited"))
