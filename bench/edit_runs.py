@@ -19,9 +19,11 @@ def _option(args: list[str], flag: str, default: int | None) -> int | None:
 
 
 def _differences(args: list[str], summary: dict[str, Any], hparams: dict[str, Any]) -> list[str]:
-    """What a finished run's ``summary`` did otherwise than ``ARGS`` and ``hparams`` ask: hparams fields, the
+    """What a finished run's ``summary`` did otherwise than ``ARGS`` and ``hparams`` ask: hparams fields (but the
+    file's layer when ``--layers`` chose the layers, as in a sweep whose model file has since changed), the
     records (``offset``, ``limit``, ``batch``), and fluency when asked for and not measured."""
-    differ = sorted(k for k in {*summary["hparams"], *hparams} - {"_source"}
+    unused = {"_source"} | ({"layer", "relative_layer"} if "--layers" in args else set())  # --layers decides
+    differ = sorted(k for k in {*summary["hparams"], *hparams} - unused
                     if summary["hparams"].get(k) != hparams.get(k))  # fmt: skip
     default = {"offset": 0, "limit": None, "batch": 1}  # a run edited alone has no batch in its summary
     differ += [k for k, v in default.items() if summary.get(k, v) != _option(args, f"--{k}", v)]

@@ -441,6 +441,58 @@ def test_rome_counterfact_table_matches_its_result_file(readme: str) -> None:
     assert continent_missed == missed  # "all of them continent records"
 
 
+def test_gemma_sweep_matches_its_result_file(readme: str) -> None:
+    """Gemma's ROME table from its held-out sweep's result file, and the shipped file is the sweep rule's row (its
+    layer, clamp and early stop; every other field as the sweep's base)."""
+    from bench.edit_sweep import NEIGHBOURHOOD_SLACK, best, table
+    from neuronmap.edit.hparams import load_hparams
+
+    result = _result("edit_sweep-gemma3-270m.json")
+    assert result["model"] == "gemma3-270m" and result["records"] == [100, 107]
+    assert table(result) in (ROOT / "README.md").read_text()
+    chosen, unedited = best(result["entries"]), result["unedited"]
+    assert unedited["neighborhood"] - chosen["edited"]["neighborhood"] <= NEIGHBOURHOOD_SLACK + 1e-12
+    shipped = load_hparams(None, model="gemma3-270m").to_dict()
+    assert shipped["layer"] == chosen["layer"]
+    assert all(shipped[k] == v for k, v in chosen["variant"].items())
+    varied = {*chosen["variant"], "layer", "_source"}
+    assert {k: v for k, v in shipped.items() if k not in varied} == {
+        k: v for k, v in result["base_hparams"].items() if k not in varied
+    }
+    variants = {json.dumps(e["variant"], sort_keys=True) for e in result["entries"]}
+    provisional = next(
+        x["edited"]
+        for x in result["entries"]
+        if x["variant"] == {"clamp_norm_factor": 1.5, "early_stop_loss": 0.1} and x["layer"] == 3
+    )
+    first = [x["edited"]["score"] for x in result["entries"] if x["layer"] == 1]  # fmt: skip
+    seconds = sorted({e["run"]["seconds"] for e in result["entries"]})
+    e = chosen["edited"]
+    for piece in (
+        f"{seconds[0]:,.0f} to {seconds[-1]:,.0f} s a variant",
+        f"(unedited: efficacy {100 * unedited['efficacy']:.1f}, paraphrase {100 * unedited['paraphrase']:.1f}, "
+        f"neighbourhood {100 * unedited['neighborhood']:.1f};",
+        f"layer {chosen['layer']}, clamp {chosen['variant']['clamp_norm_factor']}, early stop at "
+        f"{chosen['variant']['early_stop_loss']} (efficacy {100 * e['efficacy']:.1f}, paraphrase "
+        f"{100 * e['paraphrase']:.1f}, neighbourhood {100 * e['neighborhood']:.1f} against "
+        f"{100 * unedited['neighborhood']:.1f} unedited)",
+        f"layer 3 with clamp 1.5, is a row of the table: neighbourhood {100 * provisional['neighborhood']:.1f}, for "
+        f"paraphrase {100 * provisional['paraphrase']:.1f}",
+        f"layer 1's six rows span {100 * min(first):.1f} to {100 * max(first):.1f} in score",
+    ):
+        assert piece in readme, piece
+    assert len(variants) == 6 and not result["unfinished"]
+    # the prose's reading: layer 1 keeps the most neighbours in every variant; a smaller clamp keeps more at every
+    # layer and early stop; the early stop moves the neighbourhood both ways
+    ns = {(x["variant"]["clamp_norm_factor"], x["variant"]["early_stop_loss"], x["layer"]): x["edited"]["neighborhood"]
+          for x in result["entries"]}  # fmt: skip
+    for clamp, stop in {(c, s) for c, s, _ in ns}:
+        assert max(range(1, 7), key=lambda layer: ns[clamp, stop, layer]) == 1
+    assert all(ns[0.75, s, la] > ns[1.0, s, la] > ns[1.5, s, la] for s in (0.1, 0.5) for la in range(1, 7))
+    change = [ns[c, 0.5, la] - ns[c, 0.1, la] for c in (0.75, 1.0, 1.5) for la in range(1, 7)]
+    assert min(change) < 0 < max(change)
+
+
 def test_memit_sweep_matches_its_result_file(readme: str) -> None:
     """The MEMIT lambda x range table, its prose and the shipped lambda, from the sweep's result file."""
     from bench.edit_sweep import best, table

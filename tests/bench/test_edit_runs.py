@@ -25,6 +25,10 @@ def test_a_finished_run_is_reused_only_with_its_own_hparams(tmp_path) -> None:
     assert child(["--anything"], out, 0, same) == {"seconds": 12.5, "peak_mb": None, "reused": True}
     with pytest.raises(SystemExit, match=r"holds a run with other settings \(clamp_norm_factor, kl_factor\)"):
         child(["--anything"], out, 0, {**RAN, "clamp_norm_factor": 1.0, "kl_factor": 0.0625})
+    # the file's own layer does not matter where --layers chose the layers edited
+    assert child(["--layers", "1,2"], out, 0, {**RAN, "layer": 1})["reused"]
+    with pytest.raises(SystemExit, match=r"other settings \(layer\)"):
+        child(["--anything"], out, 0, {**RAN, "layer": 1})
 
 
 def test_a_finished_run_is_reused_only_for_its_own_records_and_fluency(tmp_path) -> None:
