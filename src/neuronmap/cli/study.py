@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -100,13 +100,19 @@ def study_editability_cmd(
         formats=figures,
         workers=workers,
     )
-    con = stdout()
-    con.print(
-        f"[bold]{out}[/]: {s['studied']} of {s['facts']} facts studied ({s['unknown']} not known), {s['seconds']} s"
+    _show(
+        s,
+        f"[bold]{out}[/]: {s['studied']} of {s['facts']} facts studied ({s['unknown']} not known), {s['seconds']} s",
     )
-    for line in s["conclusion"]:
+
+
+def _show(summary: dict[str, Any], head: str) -> None:
+    """A study's summary line, its conclusion and where its report is."""
+    con = stdout()
+    con.print(head)
+    for line in summary["conclusion"]:
         con.print(f"- {line}", markup=False, highlight=False)
-    con.print(f"report: {s['report'][0]}, {s['report'][1]}")
+    con.print(f"report: {summary['report'][0]}, {summary['report'][1]}")
 
 
 @study_app.command("report")
@@ -119,8 +125,4 @@ def study_report_cmd(
     from neuronmap.study.api import study_report
 
     s = study_report(out, formats=figures)
-    con = stdout()
-    con.print(f"[bold]{out}[/]: statistics and report of {s['studied']} facts made again")
-    for line in s["conclusion"]:
-        con.print(f"- {line}", markup=False, highlight=False)
-    con.print(f"report: {s['report'][0]}, {s['report'][1]}")
+    _show(s, f"[bold]{out}[/]: statistics and report of {s['studied']} facts made again")

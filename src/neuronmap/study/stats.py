@@ -182,8 +182,10 @@ def by_group(
         shuffled = np.tile(ry, (n_perm, 1))
         for idx in members:
             shuffled[:, idx] = rng.permuted(shuffled[:, idx], axis=1)
-        rx = np.broadcast_to(ranks["x"].to_numpy(), shuffled.shape)
-        null = _pearson_rows(_rank_rows(rx), _rank_rows(shuffled))
+        rx = np.broadcast_to(
+            _rank_rows(ranks["x"].to_numpy()), shuffled.shape
+        )  # x is not permuted: ranked once
+        null = _pearson_rows(rx, _rank_rows(shuffled))
         p = float((1 + np.sum(np.abs(null) >= abs(within) - 1e-12)) / (n_perm + 1))
     return {
         "groups": n_groups,
