@@ -390,6 +390,63 @@ def test_memit_counterfact_lambda500_matches_its_result_files(readme: str) -> No
     assert unedited["neighborhood"] - big_before["memit"]["neighborhood"] > 0.1
 
 
+def test_memit_counterfact_all_records_matches_its_result_files(readme: str) -> None:
+    """All 242 records written together: the table from its own result file, the prose's losses per size from it
+    and the 10/100 file, and the claim that ROME alone's rerun repeats the hundred's scores exactly."""
+    from bench.memit_counterfact import table
+
+    result, smaller = _result("memit_counterfact-all.json"), _result("memit_counterfact.json")
+    assert table(result["entries"]) in (ROOT / "README.md").read_text()
+    assert (
+        result["memit_settings"] == smaller["memit_settings"]
+        and result["rome_settings"] == smaller["rome_settings"]
+    )
+    (entry,) = result["entries"]
+    assert entry["records"] == result["records_available"] == 242 and not result["fluency"]
+    sizes = {e["records"]: e for e in smaller["entries"]} | {242: entry}
+    memit, unedited, rome = entry["memit"], entry["unedited"], entry["rome_alone"]
+
+    def loss(e: dict, method: str, base: str) -> str:
+        return f"{100 * (e[base]['neighborhood'] - e[method]['neighborhood']):.1f}"
+
+    memit_losses = [loss(sizes[n], "memit", "unedited") for n in (10, 100, 242)]
+    rome_losses = [loss(sizes[n], "rome_alone", "rome_alone_unedited") for n in (10, 100, 242)]
+    rel, alone_rel = entry["memit_relations"], entry["rome_alone_relations"]
+    others = sorted(set(rel) - {"continent"})
+    hundred_rel = sizes[100]["memit_relations"]
+    diagnostics = entry["memit_run"]["diagnostics"][0]
+    seconds = sum(c["seconds"] for c in entry["rome_alone_run"]["chunks"])
+    for piece in (
+        f"MEMIT wrote {100 * memit['efficacy']:.1f}% of the 242 facts and carried {100 * memit['paraphrase']:.1f}% "
+        f"of the paraphrases to the new object (ROME alone {100 * rome['efficacy']:.1f} and "
+        f"{100 * rome['paraphrase']:.1f}), but the neighbourhood falls to {100 * memit['neighborhood']:.1f} against "
+        f"{100 * unedited['neighborhood']:.1f} unedited, {memit_losses[2]} points",
+        f"(score {100 * memit['score']:.1f} against ROME alone's {100 * rome['score']:.1f}; a negative result)",
+        f"{memit_losses[0]} points at ten, {memit_losses[1]} at a hundred and {memit_losses[2]} at 242, while ROME "
+        f"alone loses {rome_losses[0]}, {rome_losses[1]} and {rome_losses[2]}",
+        f"({rel['continent']['records']} of 242), and their neighbours fall from "
+        f"{100 * rel['continent']['unedited']['neighborhood']:.1f} to {100 * rel['continent']['edited']['neighborhood']:.1f} "
+        f"(ROME alone {100 * alone_rel['continent']['edited']['neighborhood']:.1f}); the other "
+        f"{242 - rel['continent']['records']} records' neighbours fall from "
+        f"{100 * _pooled(rel, others, 'unedited', 'neighborhood'):.1f} to "
+        f"{100 * _pooled(rel, others, 'edited', 'neighborhood'):.1f} ("
+        f"{100 * _pooled(hundred_rel, sorted(set(hundred_rel) - {'continent'}), 'edited', 'neighborhood'):.1f} at a "
+        f"hundred; ROME alone {100 * _pooled(alone_rel, others, 'edited', 'neighborhood'):.1f})",
+        f"close the gap to z from {diagnostics['z_gap'][0]:.1f} to {diagnostics['z_gap_after']:.1f}",
+        f"took {entry['memit_run']['seconds']:,.0f} s for the 242 on one thread",
+        f"ROME {seconds:,.0f} s for its 242 edits",
+    ):
+        assert piece in readme, piece
+    assert memit_losses == sorted(memit_losses, key=float)  # "the loss grows"
+    assert memit["score"] < rome["score"]
+    assert len(entry["rome_alone_run"]["chunks"]) == 25
+    # "repeat the hundred's efficacy, paraphrase and neighbourhood exactly": chunk by chunk, from both files
+    rerun = {c["offset"]: c["edited"] for c in entry["rome_alone_chunks"]}
+    for chunk in sizes[100]["rome_alone_chunks"]:
+        for metric in ("efficacy", "paraphrase", "neighborhood"):
+            assert rerun[chunk["offset"]][metric] == chunk["edited"][metric], (chunk["offset"], metric)
+
+
 def _pooled(relations: dict, names: list[str], state: str, metric: str) -> float:
     """A metric over the records of several relations (each relation's mean weighted by its records)."""
     n = sum(relations[r]["records"] for r in names)
