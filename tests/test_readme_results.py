@@ -447,6 +447,84 @@ def test_memit_counterfact_all_records_matches_its_result_files(readme: str) -> 
             assert rerun[chunk["offset"]][metric] == chunk["edited"][metric], (chunk["offset"], metric)
 
 
+def test_memit_sweep_at_a_hundred_matches_its_result_files(readme: str) -> None:
+    """The lambda sweep on a hundred held-out records written together: its table, its prose's numbers, and the
+    file of the rule's lambda that the re-measure on records 0-99 uses."""
+    from bench.edit_sweep import best, table
+    from neuronmap.edit.hparams import load_memit_hparams
+
+    result = _result("edit_sweep-memit-smollm2-135m-100.json")
+    assert result["algorithm"] == "memit" and result["records"] == [100, 199] and not result["unfinished"]
+    assert table(result) in (ROOT / "README.md").read_text()
+    entries = {e["variant"]["mom2_update_weight"]: e for e in result["entries"]}
+    assert sorted(entries) == [500, 1500, 4800, 15000, 48000, 150000]
+    assert all(list(e["variant"].get("layers", [1, 2, 3, 4])) == [1, 2, 3, 4] for e in entries.values())
+    unedited, chosen = result["unedited"], best(result["entries"])
+    lost = {w: unedited["neighborhood"] - e["edited"]["neighborhood"] for w, e in entries.items()}
+    rule = chosen["variant"]["mom2_update_weight"]
+    shipped = load_memit_hparams(None, model="smollm2-135m")
+    picked = load_memit_hparams(str(ROOT / "bench/hparams/memit-smollm2-135m-lambda15000.json"))
+    assert rule == picked.mom2_update_weight == 15000 and shipped.mom2_update_weight == 500
+    assert {k: v for k, v in picked.to_dict().items() if k not in ("_source", "mom2_update_weight")} == {
+        k: v for k, v in shipped.to_dict().items() if k not in ("_source", "mom2_update_weight")
+    }
+    # "within 10 points only from 15,000 up"; "from 48,000 up fewer than half the facts are written"
+    assert [w for w in sorted(lost) if lost[w] <= 0.1] == [15000, 48000, 150000]
+    assert all(entries[w]["edited"]["efficacy"] < 0.5 for w in (48000, 150000))
+    assert entries[15000]["edited"]["efficacy"] >= 0.5
+    seconds = [e["run"]["seconds"] for e in result["entries"]]
+    c = entries[15000]["edited"]
+    for piece in (
+        f"(unedited: efficacy {100 * unedited['efficacy']:.1f}, paraphrase {100 * unedited['paraphrase']:.1f}, "
+        f"neighbourhood {100 * unedited['neighborhood']:.1f}; bold: the sweep's rule)",
+        f"lambda 500, the ten-record choice, loses {100 * lost[500]:.1f} points of neighbourhood",
+        f"({100 * c['neighborhood']:.1f} against {100 * unedited['neighborhood']:.1f}), at the price of efficacy "
+        f"{100 * c['efficacy']:.1f} and paraphrase {100 * c['paraphrase']:.1f}",
+        f"The six runs took {min(seconds):.0f}-{max(seconds):.0f} s each",
+    ):
+        assert piece in readme, piece
+
+
+def test_memit_counterfact_lambda15000_matches_its_result_files(readme: str) -> None:
+    """The sweep's lambda re-measured on records 0-99, ten and all: the table from its file, the prose against it
+    and the lambda-500 files (no lambda's MEMIT score reaches ROME alone's at any size)."""
+    from bench.memit_counterfact import table
+
+    result = _result("memit_counterfact-lambda15000.json")
+    shipped = {e["records"]: e for e in _result("memit_counterfact.json")["entries"]}
+    shipped |= {e["records"]: e for e in _result("memit_counterfact-all.json")["entries"]}
+    assert table(result["entries"]) in (ROOT / "README.md").read_text()
+    assert result["memit_settings"]["mom2_update_weight"] == 15000 and not result["fluency"]
+    entry = {e["records"]: e for e in result["entries"]}
+    assert sorted(entry) == sorted(shipped) == [10, 100, 242]
+
+    def lost(e: dict) -> float:
+        return 100 * (e["unedited"]["neighborhood"] - e["memit"]["neighborhood"])
+
+    hundred, every = entry[100]["memit"], entry[242]
+    for piece in (
+        f"({100 * hundred['neighborhood']:.1f} against {100 * entry[100]['unedited']['neighborhood']:.1f} unedited, "
+        f"{lost(entry[100]):.1f} points; lambda 500: {lost(shipped[100]):.1f})",
+        f"efficacy {100 * hundred['efficacy']:.1f}, paraphrase {100 * hundred['paraphrase']:.1f}, score "
+        f"{100 * hundred['score']:.1f} against 500's {100 * shipped[100]['memit']['score']:.1f}",
+        f"loses {lost(every):.1f} points of neighbourhood again ({100 * every['memit']['neighborhood']:.1f} against "
+        f"{100 * every['unedited']['neighborhood']:.1f})",
+        f"at ten it writes {round(10 * entry[10]['memit']['efficacy'])} facts of ten",
+        f"(closest at ten with lambda 500: {100 * shipped[10]['memit']['score']:.1f} against "
+        f"{100 * shipped[10]['rome_alone']['score']:.1f})",
+    ):
+        assert piece in readme, piece
+    assert lost(entry[100]) <= 10 < lost(every)
+    scores = [e["memit"]["score"] - e["rome_alone"]["score"] for e in (*entry.values(), *shipped.values())]
+    assert (
+        max(scores) < 0 and max(scores) == shipped[10]["memit"]["score"] - shipped[10]["rome_alone"]["score"]
+    )
+    # ROME's rows are the runs above: the same chunks
+    assert [c["edited"] for c in every["rome_alone_chunks"]] == [
+        c["edited"] for c in shipped[242]["rome_alone_chunks"]
+    ]
+
+
 def _pooled(relations: dict, names: list[str], state: str, metric: str) -> float:
     """A metric over the records of several relations (each relation's mean weighted by its records)."""
     n = sum(relations[r]["records"] for r in names)
