@@ -365,8 +365,7 @@ def test_memit_counterfact_lambda500_matches_its_result_files(readme: str) -> No
         f"({100 * ten['neighborhood']:.1f} against {100 * ten_before['neighborhood']:.1f})",
         f"efficacy {100 * memit['efficacy']:.1f}, paraphrase {100 * memit['paraphrase']:.1f} (ROME alone "
         f"{100 * rome['paraphrase']:.1f}), and the neighbourhood falls to {100 * memit['neighborhood']:.1f} against "
-        f"{100 * unedited['neighborhood']:.1f} unedited, {100 * (unedited['neighborhood'] - memit['neighborhood']):.1f} "
-        f"points ({100 * (big_before['unedited']['neighborhood'] - big_before['memit']['neighborhood']):.1f} at "
+        f"{100 * unedited['neighborhood']:.1f} unedited, {_lost(big):.1f} points ({_lost(big_before):.1f} at "
         "lambda 4,800)",
         f"The other {100 - big['memit_relations']['continent']['records']} records' neighbours fall from "
         f"{100 * _pooled(big['memit_relations'], others, 'unedited', 'neighborhood'):.1f} to "
@@ -406,11 +405,8 @@ def test_memit_counterfact_all_records_matches_its_result_files(readme: str) -> 
     sizes = {e["records"]: e for e in smaller["entries"]} | {242: entry}
     memit, unedited, rome = entry["memit"], entry["unedited"], entry["rome_alone"]
 
-    def loss(e: dict, method: str, base: str) -> str:
-        return f"{100 * (e[base]['neighborhood'] - e[method]['neighborhood']):.1f}"
-
-    memit_losses = [loss(sizes[n], "memit", "unedited") for n in (10, 100, 242)]
-    rome_losses = [loss(sizes[n], "rome_alone", "rome_alone_unedited") for n in (10, 100, 242)]
+    memit_losses = [_lost(sizes[n]) for n in (10, 100, 242)]
+    rome_losses = [_lost(sizes[n], "rome_alone", "rome_alone_unedited") for n in (10, 100, 242)]
     rel, alone_rel = entry["memit_relations"], entry["rome_alone_relations"]
     others = sorted(set(rel) - {"continent"})
     hundred_rel = sizes[100]["memit_relations"]
@@ -420,10 +416,10 @@ def test_memit_counterfact_all_records_matches_its_result_files(readme: str) -> 
         f"MEMIT wrote {100 * memit['efficacy']:.1f}% of the 242 facts and carried {100 * memit['paraphrase']:.1f}% "
         f"of the paraphrases to the new object (ROME alone {100 * rome['efficacy']:.1f} and "
         f"{100 * rome['paraphrase']:.1f}), but the neighbourhood falls to {100 * memit['neighborhood']:.1f} against "
-        f"{100 * unedited['neighborhood']:.1f} unedited, {memit_losses[2]} points",
+        f"{100 * unedited['neighborhood']:.1f} unedited, {memit_losses[2]:.1f} points",
         f"(score {100 * memit['score']:.1f} against ROME alone's {100 * rome['score']:.1f}; a negative result)",
-        f"{memit_losses[0]} points at ten, {memit_losses[1]} at a hundred and {memit_losses[2]} at 242, while ROME "
-        f"alone loses {rome_losses[0]}, {rome_losses[1]} and {rome_losses[2]}",
+        f"{memit_losses[0]:.1f} points at ten, {memit_losses[1]:.1f} at a hundred and {memit_losses[2]:.1f} at 242, "
+        f"while ROME alone loses {rome_losses[0]:.1f}, {rome_losses[1]:.1f} and {rome_losses[2]:.1f}",
         f"({rel['continent']['records']} of 242), and their neighbours fall from "
         f"{100 * rel['continent']['unedited']['neighborhood']:.1f} to {100 * rel['continent']['edited']['neighborhood']:.1f} "
         f"(ROME alone {100 * alone_rel['continent']['edited']['neighborhood']:.1f}); the other "
@@ -437,7 +433,7 @@ def test_memit_counterfact_all_records_matches_its_result_files(readme: str) -> 
         f"ROME {seconds:,.0f} s for its 242 edits",
     ):
         assert piece in readme, piece
-    assert memit_losses == sorted(memit_losses, key=float)  # "the loss grows"
+    assert memit_losses == sorted(memit_losses)  # "the loss grows"
     assert memit["score"] < rome["score"]
     assert len(entry["rome_alone_run"]["chunks"]) == 25
     # "repeat the hundred's efficacy, paraphrase and neighbourhood exactly": chunk by chunk, from both files
@@ -498,23 +494,20 @@ def test_memit_counterfact_lambda15000_matches_its_result_files(readme: str) -> 
     entry = {e["records"]: e for e in result["entries"]}
     assert sorted(entry) == sorted(shipped) == [10, 100, 242]
 
-    def lost(e: dict) -> float:
-        return 100 * (e["unedited"]["neighborhood"] - e["memit"]["neighborhood"])
-
     hundred, every = entry[100]["memit"], entry[242]
     for piece in (
         f"({100 * hundred['neighborhood']:.1f} against {100 * entry[100]['unedited']['neighborhood']:.1f} unedited, "
-        f"{lost(entry[100]):.1f} points; lambda 500: {lost(shipped[100]):.1f})",
+        f"{_lost(entry[100]):.1f} points; lambda 500: {_lost(shipped[100]):.1f})",
         f"efficacy {100 * hundred['efficacy']:.1f}, paraphrase {100 * hundred['paraphrase']:.1f}, score "
         f"{100 * hundred['score']:.1f} against 500's {100 * shipped[100]['memit']['score']:.1f}",
-        f"loses {lost(every):.1f} points of neighbourhood again ({100 * every['memit']['neighborhood']:.1f} against "
+        f"loses {_lost(every):.1f} points of neighbourhood again ({100 * every['memit']['neighborhood']:.1f} against "
         f"{100 * every['unedited']['neighborhood']:.1f})",
         f"at ten it writes {round(10 * entry[10]['memit']['efficacy'])} facts of ten",
         f"(closest at ten with lambda 500: {100 * shipped[10]['memit']['score']:.1f} against "
         f"{100 * shipped[10]['rome_alone']['score']:.1f})",
     ):
         assert piece in readme, piece
-    assert lost(entry[100]) <= 10 < lost(every)
+    assert _lost(entry[100]) <= 10 < _lost(every)
     scores = [e["memit"]["score"] - e["rome_alone"]["score"] for e in (*entry.values(), *shipped.values())]
     assert (
         max(scores) < 0 and max(scores) == shipped[10]["memit"]["score"] - shipped[10]["rome_alone"]["score"]
@@ -523,6 +516,11 @@ def test_memit_counterfact_lambda15000_matches_its_result_files(readme: str) -> 
     assert [c["edited"] for c in every["rome_alone_chunks"]] == [
         c["edited"] for c in shipped[242]["rome_alone_chunks"]
     ]
+
+
+def _lost(entry: dict, method: str = "memit", base: str = "unedited") -> float:
+    """The points of neighbourhood an entry's ``method`` loses against its ``base`` scores."""
+    return 100 * (entry[base]["neighborhood"] - entry[method]["neighborhood"])
 
 
 def _pooled(relations: dict, names: list[str], state: str, metric: str) -> float:
@@ -542,10 +540,7 @@ def test_rome_counterfact_table_matches_its_result_file(readme: str) -> None:
     settings = result["rome_settings"]
     assert settings["kl_direction"] == "edited-clean" and settings["context_templates"] == "rome"
     others = sorted(set(rel) - {"continent"})
-    losses = [
-        100 * (c["unedited"]["neighborhood"] - c["edited"]["neighborhood"])
-        for c in entry["rome_alone_chunks"]
-    ]
+    losses = [_lost(c, "edited") for c in entry["rome_alone_chunks"]]
     missed = round(100 * (1 - rome["efficacy"]))
     for piece in (
         f"with the shipped `smollm2-135m.json` (layer {settings['layer']}, `clamp_norm_factor` "

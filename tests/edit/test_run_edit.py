@@ -5,22 +5,17 @@ from __future__ import annotations
 import pytest
 
 
-def test_run_edit_reports_before_and_after_saves_and_can_be_undone(fresh, tmp_path, small_hparams):
-    import dataclasses
-    import json
-
+def test_run_edit_reports_before_and_after_saves_and_can_be_undone(fresh, tmp_path, hparams_file):
     from neuronmap.edit import Edit, run_edit
 
     lm = fresh("tiny-gpt2")
-    # layer 0 of the two: an edit of the last layer's MLP reaches the last token only through the rank-one
-    # update's side effect on its own key (no attention after it), whose sign is chance
-    hparams_file = tmp_path / "hp.json"
-    hparams_file.write_text(json.dumps(dataclasses.replace(small_hparams, layer=0).to_dict()))
     weights = {k: v.clone() for k, v in lm.model.state_dict().items()}
     delta = tmp_path / "e.safetensors"
     s = run_edit(lm, subject="Eiffel Tower", prompt="{} is located in the city of", target_new="Rome",
                  target_true="Paris", check=["The Eiffel Tower stands in"], hparams=str(hparams_file),
-                 save=delta, progress=False)  # fmt: skip
+                 layer=0, save=delta, progress=False)  # fmt: skip
+    # layer 0 of the two, not the file's 1: an edit of the last layer's MLP reaches the last token only through
+    # the rank-one update's side effect on its own key (no attention after it), whose sign is chance
     assert s["layer"] == 0 and s["saved"] is not None and delta.is_file()
     assert s["prompts"] == ["Eiffel Tower is located in the city of", "The Eiffel Tower stands in"]
     assert s["targets"] == ["Rome", "Paris"]
